@@ -1,0 +1,144 @@
+// Command fleetwire is a real-time event hub for GPS-tracker and IoT fleets.
+//
+//	fleetwire serve  [flags]   run the server
+//	fleetwire demo   [flags]   run the server with a demo user and a simulated fleet
+//	fleetwire admin  [flags] <command> ...   operator commands against a running server
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/server"
+)
+
+const usage = `fleetwire: a real-time event hub for GPS-tracker and IoT fleets
+
+Usage:
+  fleetwire serve [flags]            run the server
+  fleetwire demo  [flags]            run the server with user demo/demo and a simulated fleet
+  fleetwire admin [flags] <command>  operator commands against a running server (see: fleetwire admin -h)
+
+Run "fleetwire <command> -h" for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = runServer(os.Args[2:], false)
+	case "demo":
+		err = runServer(os.Args[2:], true)
+	case "admin":
+		err = runAdmin(os.Args[2:], os.Stdout)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "fleetwire:", err)
+		os.Exit(1)
+	}
+}
+
+// serverFlags holds the flags shared by serve and demo.
+type serverFlags struct {
+	cfg          server.Config
+	logLevel     string
+	logJSON      bool
+	demoTrackers int
+	demoInterval time.Duration
+}
+
+func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, error) {
+	f := &serverFlags{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&f.cfg.Listen, "listen", "127.0.0.1:8080", "address of the API, WebSocket and web page listener")
+	fs.StringVar(&f.cfg.OsmandListen, "osmand-listen", ":5055", "address of the OsmAnd/Traccar Client ingest listener (empty disables)")
+	fs.StringVar(&f.cfg.DataDir, "data", "data", "directory of the embedded SQLite store")
+	fs.StringVar(&f.cfg.Store, "store", "", "store DSN: postgres://... or a SQLite file path (default <data>/fleetwire.db)")
+	fs.StringVar(&f.cfg.Bus, "bus", "", "NATS URL of the event bus shared by several nodes (default: in-process)")
+	fs.StringVar(&f.cfg.AdminKey, "admin-key", os.Getenv("FLEETWIRE_ADMIN_KEY"), "key guarding the admin API (default $FLEETWIRE_ADMIN_KEY; empty disables the admin API)")
+	fs.DurationVar(&f.cfg.Heartbeat, "heartbeat", 60*time.Second, "server heartbeat period on idle event connections")
+	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 0, "client heartbeat period announced in the Atmosphere handshake (0: clients send none)")
+	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
+	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON instead of text")
+	if name == "demo" {
+		fs.IntVar(&f.demoTrackers, "trackers", 40, "number of simulated trackers")
+		fs.DurationVar(&f.demoInterval, "interval", time.Second, "how often each simulated tracker reports")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, nil
+}
+
+func newLogger(level string, asJSON bool) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func runServer(args []string, demo bool) error {
+	name := "serve"
+	if demo {
+		name = "demo"
+	}
+	f, err := parseServerFlags(name, args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	f.cfg.Logger = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if demo && f.cfg.AdminKey == "" {
+		f.cfg.AdminKey = randomKey()
+	}
+	srv, err := server.New(ctx, f.cfg)
+	if err != nil {
+		return err
+	}
+	if demo {
+		if err := startDemo(ctx, srv, f, os.Stdout); err != nil {
+			return err
+		}
+	}
+	return srv.Run(ctx)
+}

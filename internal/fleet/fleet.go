@@ -1,0 +1,187 @@
+// Package fleet holds the domain types shared by every layer of fleetwire:
+// users, sessions, API keys, trackers and the live source state of a tracker.
+//
+// Times are kept in UTC as time.Time; the zero time means "never" and is
+// rendered as JSON null. Rendering into a user's timezone happens only when a
+// value is encoded for that user.
+package fleet
+
+import "time"
+
+// User is an account that owns trackers and signs in to the API.
+type User struct {
+	ID           int64
+	Login        string
+	PasswordHash string // KDF output, never the password itself
+	Title        string
+	TimeZone     string // IANA name, e.g. "Europe/Berlin"; empty means UTC
+	Blocked      bool
+	CreatedAt    time.Time
+}
+
+// Location returns the user's timezone, falling back to UTC when the name is
+// empty or unknown.
+func (u *User) Location() *time.Location {
+	if u == nil || u.TimeZone == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(u.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// SessionKind tells a user session from an API key; both are used as "hash".
+type SessionKind string
+
+// Session kinds.
+const (
+	KindSession SessionKind = "session"
+	KindAPIKey  SessionKind = "api_key"
+)
+
+// Session is a credential accepted as the API's "hash" parameter: either a
+// session created by user/auth or an API key.
+type Session struct {
+	Hash      string // 32 lower-case hex characters
+	UserID    int64
+	Kind      SessionKind
+	Title     string // API keys only
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero for API keys: they do not expire
+}
+
+// Expired reports whether the session is no longer valid at now.
+func (s *Session) Expired(now time.Time) bool {
+	return !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt)
+}
+
+// Tracker is a registered device. ID is the tracker_id clients use; SourceID
+// is the id of its data source and appears as "source_id" in states.
+type Tracker struct {
+	ID        int64
+	Label     string
+	UserID    int64
+	SourceID  int64
+	DeviceID  string // identifier the device reports with (OsmAnd "id", MQTT client, IMEI)
+	Model     string
+	Phone     string
+	Blocked   bool
+	Deleted   bool // "corrupted" in API terms
+	CreatedAt time.Time
+}
+
+// Movement statuses of a source state.
+const (
+	Moving  = "moving"
+	Stopped = "stopped"
+	Parked  = "parked"
+)
+
+// Connection statuses of a source state.
+const (
+	JustRegistered = "just_registered"
+	Active         = "active"
+	Idle           = "idle"
+	Offline        = "offline"
+	SignalLost     = "signal_lost"
+)
+
+// Lifecycle events of a tracker.
+const (
+	LifecycleBlock   = "block"
+	LifecycleUnblock = "unblock"
+	LifecycleCorrupt = "corrupt"
+)
+
+// State is the live source state of one tracker, the object the API calls
+// "source state" (tracker/get_state, state and state_batch events).
+type State struct {
+	TrackerID int64 // not encoded: clients see SourceID
+	SourceID  int64
+
+	GPS GPS
+
+	ConnectionStatus     string
+	MovementStatus       string
+	MovementStatusUpdate time.Time
+
+	Ignition       *bool
+	IgnitionUpdate time.Time
+
+	GSM *GSM
+
+	LastUpdate time.Time
+
+	BatteryLevel  *int
+	BatteryUpdate time.Time
+
+	Inputs       []bool
+	InputsUpdate time.Time
+
+	Outputs       []bool
+	OutputsUpdate time.Time
+
+	Additional map[string]Additional
+
+	ActualTrackUpdate time.Time
+
+	// IngestedAt is when the message that produced this state reached the
+	// server. It is not part of the API shape; it measures ingest-to-client
+	// latency.
+	IngestedAt time.Time
+}
+
+// GPS is the position part of a source state.
+type GPS struct {
+	Updated     time.Time
+	SignalLevel *int
+	Location    *Location // nil until the first fix
+	Heading     int
+	Speed       int // km/h
+	Alt         int // metres
+	Precision   *int
+}
+
+// Location is a point in WGS 84 degrees.
+type Location struct {
+	Lat float64 `json:"lat"`
+	Lng float64 `json:"lng"`
+}
+
+// GSM is the cellular part of a source state.
+type GSM struct {
+	Updated     time.Time
+	SignalLevel *int
+	NetworkName *string
+	Roaming     *bool
+}
+
+// Additional is one model-specific value in a state's "additional" map.
+type Additional struct {
+	Value   string
+	Updated time.Time
+}
+
+// Clone returns a deep copy of s, so that a published state is never mutated.
+func (s *State) Clone() *State {
+	c := *s
+	if s.GPS.Location != nil {
+		l := *s.GPS.Location
+		c.GPS.Location = &l
+	}
+	if s.GSM != nil {
+		g := *s.GSM
+		c.GSM = &g
+	}
+	c.Inputs = append([]bool(nil), s.Inputs...)
+	c.Outputs = append([]bool(nil), s.Outputs...)
+	if s.Additional != nil {
+		c.Additional = make(map[string]Additional, len(s.Additional))
+		for k, v := range s.Additional {
+			c.Additional[k] = v
+		}
+	}
+	return &c
+}

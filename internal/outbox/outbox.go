@@ -1,0 +1,182 @@
+// Package outbox is the hand-off between the event API, which produces
+// encoded messages for a client session, and the transport that currently
+// carries that session (a WebSocket, a long-poll, a stream). The producer
+// pushes; whichever transport is attached drains. While no transport is
+// attached, messages wait here, which is what makes reconnects lossless.
+package outbox
+
+import (
+	"errors"
+	"sync"
+)
+
+// ErrFull is returned by Push when the queue is at its hard limit.
+var ErrFull = errors.New("outbox: full")
+
+// ErrClosed is returned by Push after Close.
+var ErrClosed = errors.New("outbox: closed")
+
+// Limits bound a queue. Zero values take the defaults.
+type Limits struct {
+	// MaxMessages is the hard cap on queued messages (default 4096).
+	MaxMessages int
+	// MaxBytes is the hard cap on queued bytes (default 16 MiB).
+	MaxBytes int
+}
+
+// Queue is an ordered, bounded list of encoded messages for one session.
+// Messages are shared byte slices and are never modified after Push.
+type Queue struct {
+	mu      sync.Mutex
+	msgs    [][]byte
+	head    int
+	bytes   int
+	limits  Limits
+	ready   chan struct{}
+	done    chan struct{}
+	closed  bool
+	code    int
+	reason  string
+	pushed  uint64
+	drained uint64
+}
+
+// New returns an empty queue.
+func New(l Limits) *Queue {
+	if l.MaxMessages <= 0 {
+		l.MaxMessages = 4096
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = 16 << 20
+	}
+	return &Queue{limits: l, ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Push appends msg. It never blocks.
+func (q *Queue) Push(msg []byte) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	if q.len() >= q.limits.MaxMessages || q.bytes+len(msg) > q.limits.MaxBytes {
+		q.mu.Unlock()
+		return ErrFull
+	}
+	q.msgs = append(q.msgs, msg)
+	q.bytes += len(msg)
+	q.pushed++
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) len() int { return len(q.msgs) - q.head }
+
+// Len is the number of queued messages.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.len()
+}
+
+// Bytes is the number of queued bytes.
+func (q *Queue) Bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// Limits returns the queue's bounds.
+func (q *Queue) Limits() Limits { return q.limits }
+
+// Ready is signalled (edge-triggered, capacity one) after every Push and on
+// Close. A transport waits on it, then calls Drain until it returns nothing.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+// Drain moves up to max queued messages (all when max <= 0), in order, onto
+// dst and returns it.
+func (q *Queue) Drain(dst [][]byte, max int) [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := q.len()
+	if max > 0 && n > max {
+		n = max
+	}
+	for i := 0; i < n; i++ {
+		m := q.msgs[q.head]
+		q.msgs[q.head] = nil
+		q.head++
+		q.bytes -= len(m)
+		dst = append(dst, m)
+	}
+	q.drained += uint64(n)
+	if q.head == len(q.msgs) {
+		q.msgs = q.msgs[:0]
+		q.head = 0
+	} else if q.head > 1024 && q.head*2 > len(q.msgs) {
+		q.msgs = append(q.msgs[:0], q.msgs[q.head:]...)
+		q.head = 0
+	}
+	return dst
+}
+
+// Unread puts msgs back at the front of the queue, in order, for a transport
+// that took them but could not deliver them. Limits are not enforced here:
+// the messages were already accepted once.
+func (q *Queue) Unread(msgs [][]byte) {
+	if len(msgs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	rest := q.msgs[q.head:]
+	next := make([][]byte, 0, len(msgs)+len(rest))
+	next = append(append(next, msgs...), rest...)
+	q.msgs, q.head = next, 0
+	for _, m := range msgs {
+		q.bytes += len(m)
+	}
+	q.drained -= uint64(len(msgs))
+	q.mu.Unlock()
+	q.signal()
+}
+
+// Close ends the session from the producer's side. Messages already queued
+// stay drainable; the transport should deliver them, then close with code
+// and reason. Close is idempotent; the first code wins.
+func (q *Queue) Close(code int, reason string) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed, q.code, q.reason = true, code, reason
+	q.mu.Unlock()
+	close(q.done)
+	q.signal()
+}
+
+// Done is closed by Close.
+func (q *Queue) Done() <-chan struct{} { return q.done }
+
+// Closed reports whether Close was called, with its code and reason.
+func (q *Queue) Closed() (closed bool, code int, reason string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed, q.code, q.reason
+}
+
+// Counts returns how many messages were ever pushed and drained (minus
+// those put back), for metrics and tests.
+func (q *Queue) Counts() (pushed, drained uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pushed, q.drained
+}

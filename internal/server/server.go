@@ -1,0 +1,301 @@
+// Package server assembles fleetwire: the store, the bus, live state, the
+// event hub behind the Atmosphere endpoint, the REST and admin API, the
+// fleet page and the device ingest listeners, with one lifecycle.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/api"
+	"github.com/fleetwire/fleetwire/internal/auth"
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/events"
+	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
+	"github.com/fleetwire/fleetwire/internal/metrics"
+	"github.com/fleetwire/fleetwire/internal/outbox"
+	"github.com/fleetwire/fleetwire/internal/state"
+	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
+)
+
+// Config is everything the server is started with. Zero values take the
+// defaults noted on each field.
+type Config struct {
+	// Listen is the address of the API, WebSocket and page listener.
+	Listen string
+	// OsmandListen is the address of the OsmAnd/Traccar Client ingest
+	// listener; empty disables it.
+	OsmandListen string
+	// DataDir holds the SQLite file when Store is empty.
+	DataDir string
+	// Store is a store DSN ("postgres://..." or a SQLite path); empty means
+	// DataDir/fleetwire.db.
+	Store string
+	// Bus is the NATS URL of the event bus shared by several nodes
+	// ("nats://127.0.0.1:4222"); empty means the in-process bus.
+	Bus string
+	// AdminKey guards the admin API; empty disables it.
+	AdminKey string
+	// Heartbeat is the server-to-client heartbeat period on idle
+	// connections (default 60s).
+	Heartbeat time.Duration
+	// ClientHeartbeat is how often clients are asked to send heartbeats,
+	// announced in the Atmosphere handshake (default 0: never).
+	ClientHeartbeat time.Duration
+	// SessionGrace is how long a client session with no open transport is
+	// kept, with its subscriptions and queued events (default 60s).
+	SessionGrace time.Duration
+	// LongPollTimeout is how long a long-poll request is held (default 30s).
+	LongPollTimeout time.Duration
+	// State tunes the live state registry (status timers, persistence).
+	State state.Options
+	// Events tunes the event hub (queue bounds, slow clients).
+	Events events.Options
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is a running fleetwire.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	Store  store.Store
+	Bus    bus.Bus
+	Auth   *auth.Service
+	State  *state.Registry
+	Hub    *events.Hub
+	atmo   *atmosphere.Server
+	http   *http.Server
+	osmand *http.Server
+
+	ln, osmandLn net.Listener
+	ready        chan struct{}
+}
+
+// New opens the store, loads state and binds the listeners. Start serving
+// with Run.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+
+	dsn := cfg.Store
+	if dsn == "" {
+		dir := cfg.DataDir
+		if dir == "" {
+			dir = "data"
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		dsn = filepath.Join(dir, "fleetwire.db")
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.Store = st
+	if cfg.Bus == "" {
+		s.Bus = bus.NewMemory()
+	} else {
+		nb, err := bus.NewNATS(cfg.Bus, "", cfg.Logger)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open bus: %w", err)
+		}
+		s.Bus = nb
+	}
+	s.Auth = auth.New(st, s.Bus, auth.Options{})
+	s.State = state.New(st, s.Bus, cfg.State)
+	if err := s.State.Load(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("load state: %w", err)
+	}
+	evOpts := cfg.Events
+	if evOpts.Logger == nil {
+		evOpts.Logger = cfg.Logger
+	}
+	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
+	s.Bus.Subscribe(s.Hub.HandleBus)
+
+	s.atmo = atmosphere.NewServer(hubHandler{s.Hub}, atmosphere.Options{
+		Heartbeat:       cfg.Heartbeat,
+		ClientHeartbeat: cfg.ClientHeartbeat,
+		SessionGrace:    cfg.SessionGrace,
+		LongPollTimeout: cfg.LongPollTimeout,
+		Logger:          cfg.Logger,
+	})
+
+	restAPI := api.New(s.Auth, s.State, api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger})
+	s.http = &http.Server{
+		Handler:           s.routes(restAPI.Handler()),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.OsmandListen != "" {
+		s.osmand = &http.Server{
+			Handler:           osmand.NewHandler(s.State, cfg.Logger),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		}
+		if s.osmandLn, err = net.Listen("tcp", cfg.OsmandListen); err != nil {
+			s.ln.Close()
+			st.Close()
+			return nil, fmt.Errorf("listen osmand %s: %w", cfg.OsmandListen, err)
+		}
+	}
+	return s, nil
+}
+
+// Addr is the bound address of the main listener.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// OsmandAddr is the bound address of the OsmAnd listener, or "".
+func (s *Server) OsmandAddr() string {
+	if s.osmandLn == nil {
+		return ""
+	}
+	return s.osmandLn.Addr().String()
+}
+
+// Ready is closed once Run serves requests.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Run serves until ctx is cancelled, then shuts down gracefully: WebSockets
+// are closed with 1001, held requests end, changed states are written and the
+// store is closed.
+func (s *Server) Run(ctx context.Context) error {
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- wrap("state", s.State.Run(bg)) }()
+	go func() { defer wg.Done(); errc <- wrap("events", s.Hub.Run(bg)) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.purgeSessions(bg) }()
+
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s listener: %w", name, err)
+		}
+	}
+	wg.Add(1)
+	go serve("http", s.http, s.ln)
+	if s.osmand != nil {
+		wg.Add(1)
+		go serve("osmand", s.osmand, s.osmandLn)
+	}
+	close(s.ready)
+	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.atmo.Shutdown(shCtx); err != nil {
+		s.log.Warn("atmosphere shutdown", "err", err)
+	}
+	if err := s.http.Shutdown(shCtx); err != nil {
+		s.log.Warn("http shutdown", "err", err)
+	}
+	if s.osmand != nil {
+		if err := s.osmand.Shutdown(shCtx); err != nil {
+			s.log.Warn("osmand shutdown", "err", err)
+		}
+	}
+	stopBG()
+	wg.Wait()
+	if err := s.Bus.Close(); err != nil {
+		s.log.Warn("bus close", "err", err)
+	}
+	if err := s.Store.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close store: %w", err)
+	}
+	return runErr
+}
+
+// purgeSessions removes expired sessions from the store once an hour. They
+// are refused as soon as they expire; this only frees their rows.
+func (s *Server) purgeSessions(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.Auth.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge expired sessions", "err", err)
+		} else if n > 0 {
+			s.log.Info("purged expired sessions", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func wrap(what string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (s *Server) routes(restAPI http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/event/subscription", s.atmo)
+	mux.Handle("/event/subscription/", s.atmo)
+	mux.Handle("/v2/event/subscription", s.atmo)
+	mux.Handle("/v2/event/subscription/", s.atmo)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.ready:
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := s.Store.Users(r.Context()); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", metrics.Default.Handler())
+	mux.Handle("/", restAPI)
+	return mux
+}
+
+// hubHandler serves the event hub over the Atmosphere transports.
+type hubHandler struct{ hub *events.Hub }
+
+func (h hubHandler) Open(_ *http.Request, _ string) (atmosphere.Session, error) {
+	return h.hub.NewClient(), nil
+}
+
+var _ interface{ Outbox() *outbox.Queue } = (*events.Client)(nil)

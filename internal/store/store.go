@@ -1,0 +1,67 @@
+// Package store persists users, sessions, API keys, trackers and the last
+// known state of each tracker. Store is the interface; store_sqlite.go is the
+// embedded default and store_postgres.go the scale-out backend.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/fleet"
+)
+
+// ErrNotFound is returned when the addressed row does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when a unique value (login, device id) is taken.
+var ErrConflict = errors.New("store: already exists")
+
+// Store is everything fleetwire keeps on disk. Implementations are safe for
+// concurrent use. Methods wrap ErrNotFound / ErrConflict where they apply.
+type Store interface {
+	// CreateUser inserts u (ID is ignored) and returns the new id.
+	CreateUser(ctx context.Context, u *fleet.User) (int64, error)
+	// User returns the user with id.
+	User(ctx context.Context, id int64) (*fleet.User, error)
+	// UserByLogin returns the user with login.
+	UserByLogin(ctx context.Context, login string) (*fleet.User, error)
+	// Users lists every user, ordered by id.
+	Users(ctx context.Context) ([]*fleet.User, error)
+	// SetPasswordHash replaces a user's password hash.
+	SetPasswordHash(ctx context.Context, userID int64, hash string) error
+
+	// CreateSession stores a session or an API key.
+	CreateSession(ctx context.Context, s *fleet.Session) error
+	// Session returns the session or API key with hash, expired or not.
+	Session(ctx context.Context, hash string) (*fleet.Session, error)
+	// Sessions lists a user's credentials of one kind, ordered by creation.
+	Sessions(ctx context.Context, userID int64, kind fleet.SessionKind) ([]*fleet.Session, error)
+	// DeleteSession removes one credential.
+	DeleteSession(ctx context.Context, hash string) error
+	// DeleteSessions removes every credential of kind for a user and returns
+	// the hashes removed.
+	DeleteSessions(ctx context.Context, userID int64, kind fleet.SessionKind) ([]string, error)
+	// DeleteExpiredSessions removes sessions that expired before now.
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
+
+	// CreateTracker inserts t (ID and SourceID are assigned) and returns it.
+	CreateTracker(ctx context.Context, t *fleet.Tracker) (*fleet.Tracker, error)
+	// Tracker returns the tracker with id, deleted or not.
+	Tracker(ctx context.Context, id int64) (*fleet.Tracker, error)
+	// Trackers lists every tracker (userID 0) or a user's, deleted ones
+	// excluded, ordered by id.
+	Trackers(ctx context.Context, userID int64) ([]*fleet.Tracker, error)
+	// SetTrackerBlocked blocks or unblocks a tracker.
+	SetTrackerBlocked(ctx context.Context, id int64, blocked bool) error
+	// DeleteTracker marks a tracker deleted (corrupted); its device id is freed.
+	DeleteTracker(ctx context.Context, id int64) error
+
+	// SaveStates upserts the last known state of each tracker in states.
+	SaveStates(ctx context.Context, states []*fleet.State) error
+	// States returns every saved state.
+	States(ctx context.Context) ([]*fleet.State, error)
+
+	// Close releases the store.
+	Close() error
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh machine, then runs them all:
+# Node packages for the real-client interop tests, Debian's Chromium for the
+# browser test, mosquitto-clients for the MQTT bridge tests, then go vet,
+# staticcheck, the race-enabled test suite and a short run of every fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+if [ ${#need_apt[@]} -gt 0 ]; then
+	log "installing ${need_apt[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+for dir in test/interop test/browser; do
+	if [ -f "$dir/package.json" ]; then
+		log "npm ci in $dir"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+done
+
+export FLEETWIRE_REQUIRE_NODE=1
+export FLEETWIRE_ARTIFACTS="${FLEETWIRE_ARTIFACTS:-$PWD/test/artifacts}"
+mkdir -p "$FLEETWIRE_ARTIFACTS"
+
+log "go vet"
+go vet ./...
+
+log "staticcheck"
+if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
+	go install honnef.co/go/tools/cmd/staticcheck@latest
+fi
+PATH="$PATH:$(go env GOPATH)/bin" staticcheck ./...
+
+log "go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+log "fuzz (${FUZZTIME:=5s} per target)"
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "fuzz $pkg $target"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/dev/null
+	done
+done
+log "all tests passed"
