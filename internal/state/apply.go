@@ -49,25 +49,32 @@ func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	}
 	at = at.Truncate(time.Second)
 
-	r.mu.Lock()
+	r.mu.RLock()
 	id, ok := r.byDevice[f.DeviceID]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownDevice, f.DeviceID)
+	}
+	// The tracker's publish lock keeps its states in order on the bus
+	// without holding the registry lock while receivers run.
+	pub := r.pubLock(id)
+	pub.Lock()
+	defer pub.Unlock()
+	r.mu.Lock()
+	t, ok := r.trackers[id]
 	if !ok {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDevice, f.DeviceID)
 	}
-	t := r.trackers[id]
 	if t.Blocked {
 		r.mu.Unlock()
 		return nil, ErrBlocked
 	}
-	prev := r.states[id]
-	s := r.next(prev, t, f, at)
+	s := r.next(r.states[id], t, f, at)
 	r.states[id] = s
 	r.dirty[id] = struct{}{}
-	// Publishing under the lock keeps every tracker's states in order on
-	// the bus. Bus receivers only enqueue, so this is short.
-	r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s})
 	r.mu.Unlock()
+	r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s})
 	return s, nil
 }
 
@@ -190,43 +197,63 @@ func (r *Registry) Run(ctx context.Context) error {
 // age moves states whose devices went quiet to their next status.
 func (r *Registry) age(ctx context.Context) {
 	now := r.opts.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	var due []int64
 	for id, s := range r.states {
-		if s.LastUpdate.IsZero() {
-			continue
+		if _, _, changed := r.aged(s, now); changed {
+			due = append(due, id)
 		}
-		quiet := now.Sub(s.LastUpdate)
-		conn := s.ConnectionStatus
-		switch {
-		case quiet >= r.opts.OfflineAfter:
-			conn = fleet.Offline
-		case quiet >= r.opts.IdleAfter:
-			conn = fleet.Idle
-		}
-		move := s.MovementStatus
-		moveAt := s.MovementStatusUpdate
-		if move == fleet.Stopped && now.Sub(s.MovementStatusUpdate) >= r.opts.ParkedAfter {
-			move, moveAt = fleet.Parked, now.Truncate(time.Second)
-		}
-		if move == fleet.Moving && quiet >= r.opts.IdleAfter {
-			move, moveAt = fleet.Stopped, now.Truncate(time.Second)
-		}
-		if conn == s.ConnectionStatus && move == s.MovementStatus {
-			continue
-		}
-		ns := *s
-		ns.ConnectionStatus = conn
-		ns.MovementStatus, ns.MovementStatusUpdate = move, moveAt
-		ns.IngestedAt = now
-		r.states[id] = &ns
-		r.dirty[id] = struct{}{}
-		t := r.trackers[id]
-		if t == nil || t.Blocked {
-			continue
-		}
-		r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: &ns})
 	}
+	r.mu.RUnlock()
+	for _, id := range due {
+		pub := r.pubLock(id)
+		pub.Lock()
+		r.mu.Lock()
+		s, ok := r.states[id]
+		t := r.trackers[id]
+		var ns fleet.State
+		var changed bool
+		if ok && t != nil {
+			var conn, move string
+			conn, move, changed = r.aged(s, now)
+			if changed {
+				ns = *s
+				if move != s.MovementStatus {
+					ns.MovementStatus, ns.MovementStatusUpdate = move, now.Truncate(time.Second)
+				}
+				ns.ConnectionStatus = conn
+				ns.IngestedAt = now
+				r.states[id] = &ns
+				r.dirty[id] = struct{}{}
+			}
+		}
+		r.mu.Unlock()
+		if changed && !t.Blocked {
+			r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: &ns})
+		}
+		pub.Unlock()
+	}
+}
+
+// aged returns the statuses s ages into at now.
+func (r *Registry) aged(s *fleet.State, now time.Time) (conn, move string, changed bool) {
+	conn, move = s.ConnectionStatus, s.MovementStatus
+	if s.LastUpdate.IsZero() {
+		return conn, move, false
+	}
+	quiet := now.Sub(s.LastUpdate)
+	switch {
+	case quiet >= r.opts.OfflineAfter:
+		conn = fleet.Offline
+	case quiet >= r.opts.IdleAfter:
+		conn = fleet.Idle
+	}
+	if move == fleet.Moving && quiet >= r.opts.IdleAfter {
+		move = fleet.Stopped
+	} else if move == fleet.Stopped && now.Sub(s.MovementStatusUpdate) >= r.opts.ParkedAfter {
+		move = fleet.Parked
+	}
+	return conn, move, conn != s.ConnectionStatus || move != s.MovementStatus
 }
 
 // Flush writes every state changed since the last flush.

@@ -92,7 +92,13 @@ type Registry struct {
 	byDevice map[string]int64
 	states   map[int64]*fleet.State
 	dirty    map[int64]struct{}
+
+	// pub orders each tracker's messages on the bus: it is held across
+	// computing a change and publishing it, while mu is not.
+	pub [64]sync.Mutex
 }
+
+func (r *Registry) pubLock(id int64) *sync.Mutex { return &r.pub[uint64(id)%uint64(len(r.pub))] }
 
 // New returns an empty registry over st and b; call Load before use.
 func New(st store.Store, b bus.Bus, opts Options) *Registry {
@@ -231,6 +237,9 @@ func (r *Registry) SetBlocked(ctx context.Context, id int64, blocked bool) error
 	if t.Blocked == blocked {
 		return nil
 	}
+	pub := r.pubLock(id)
+	pub.Lock()
+	defer pub.Unlock()
 	if err := r.st.SetTrackerBlocked(ctx, id, blocked); err != nil {
 		return fmt.Errorf("set blocked: %w", err)
 	}
@@ -261,6 +270,9 @@ func (r *Registry) Delete(ctx context.Context, id int64) error {
 	if !ok {
 		return ErrNotFound
 	}
+	pub := r.pubLock(id)
+	pub.Lock()
+	defer pub.Unlock()
 	if err := r.st.DeleteTracker(ctx, id); err != nil {
 		return fmt.Errorf("delete tracker: %w", err)
 	}
@@ -274,8 +286,10 @@ func (r *Registry) Delete(ctx context.Context, id int64) error {
 	r.mu.Unlock()
 	nt := *t
 	nt.Deleted = true
-	r.publish(ctx, &bus.Message{Kind: bus.KindTracker, UserID: nt.UserID, TrackerID: id, SourceID: nt.SourceID, Tracker: &nt})
+	// Lifecycle first: subscribers must hear of the deletion before the
+	// tracker leaves their indexes.
 	r.publish(ctx, &bus.Message{Kind: bus.KindLifecycle, UserID: nt.UserID, TrackerID: id, SourceID: nt.SourceID, Lifecycle: fleet.LifecycleCorrupt})
+	r.publish(ctx, &bus.Message{Kind: bus.KindTracker, UserID: nt.UserID, TrackerID: id, SourceID: nt.SourceID, Tracker: &nt})
 	return nil
 }
 

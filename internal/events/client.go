@@ -1,0 +1,568 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/outbox"
+)
+
+// Subscription statuses of a tracker in a response.
+const (
+	StatusNormal     = "normal"
+	StatusBlocked    = "blocked"
+	StatusUnknown    = "unknown"
+	StatusDisallowed = "disallowed"
+)
+
+// Close codes the hub ends a session with.
+const (
+	CloseNormal    = 1000
+	CloseTooSlow   = 1008
+	CloseQueueFull = 1013
+)
+
+// Client is one event API session. It implements the Atmosphere session
+// contract: the transport drains Outbox and feeds Receive.
+type Client struct {
+	hub *Hub
+	out *outbox.Queue
+
+	mu     sync.Mutex
+	closed bool
+	user   *fleet.User
+	loc    *time.Location
+	zone   string
+	hashes []string
+
+	state map[int64]bool // tracker id → compact format
+	batch *batchSub
+	lag   map[int64]struct{} // trackers with merged state events to send
+
+	overSince   time.Time
+	overDrained uint64
+}
+
+type batchSub struct {
+	all     bool
+	ids     map[int64]struct{}
+	compact bool
+	every   time.Duration
+	pending map[int64]struct{}
+	next    time.Time
+}
+
+func (b *batchSub) includes(id int64) bool {
+	if b.all {
+		return true
+	}
+	_, ok := b.ids[id]
+	return ok
+}
+
+// Outbox is the queue of encoded messages for the transport.
+func (c *Client) Outbox() *outbox.Queue { return c.out }
+
+// Receive handles one client message.
+func (c *Client) Receive(msg []byte) {
+	msg = bytes.TrimSpace(msg)
+	if len(msg) == 0 || string(msg) == "X" {
+		return
+	}
+	if len(msg) > c.hub.opts.MaxFrame {
+		c.sendError("", apierr.TooLarge.With("message exceeds the frame limit"), nil)
+		return
+	}
+	a, err := ParseAction(msg)
+	if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			c.sendError(pe.Action, pe.Err, pe.Data)
+		} else {
+			c.sendError("", apierr.WrongRequestFormat, nil)
+		}
+		return
+	}
+	action := ActionName(a.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	user, _, err := c.hub.auth.Resolve(ctx, a.Hash)
+	if err != nil {
+		c.sendError(action, apierr.From(err), a.Raw)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if c.user != nil && c.user.ID != user.ID {
+		c.sendErrorLocked(action, apierr.AccessDenied.With("this connection belongs to another user"), a.Raw)
+		return
+	}
+	if c.user == nil {
+		c.user = user
+		c.loc = user.Location()
+		c.zone = c.loc.String()
+	}
+	if !slices.Contains(c.hashes, a.Hash) {
+		c.hashes = append(c.hashes, a.Hash)
+	}
+	if a.Name == ActionSubscribe {
+		c.subscribe(a)
+	} else {
+		c.unsubscribe(a)
+	}
+}
+
+func (c *Client) sendError(action string, e *apierr.Error, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sendErrorLocked(action, e, data)
+}
+
+func (c *Client) sendErrorLocked(action string, e *apierr.Error, data []byte) {
+	mErrors.Inc()
+	c.push(encodeError(action, e, data))
+}
+
+// push queues msg; a full queue closes the client. Callers hold c.mu.
+func (c *Client) push(msg []byte) bool {
+	if c.closed {
+		return false
+	}
+	if err := c.out.Push(msg); err != nil {
+		mDropped.Inc()
+		if errors.Is(err, outbox.ErrFull) {
+			c.closeLocked(CloseQueueFull, "client queue full")
+		}
+		return false
+	}
+	return true
+}
+
+func (c *Client) status(id int64) string {
+	t, ok := c.hub.dir.Tracker(id)
+	switch {
+	case !ok || t.Deleted || t.UserID != c.user.ID:
+		return StatusUnknown
+	case t.Blocked:
+		return StatusBlocked
+	}
+	return StatusNormal
+}
+
+// selected is the set of explicitly selected trackers, which the hub
+// indexes per tracker.
+func (c *Client) selected() map[int64]struct{} {
+	set := make(map[int64]struct{}, len(c.state))
+	for id := range c.state {
+		set[id] = struct{}{}
+	}
+	if c.batch != nil && !c.batch.all {
+		for id := range c.batch.ids {
+			set[id] = struct{}{}
+		}
+	}
+	return set
+}
+
+// reindex brings the hub's indexes in line after a change from before.
+func (c *Client) reindex(before map[int64]struct{}, hadState, hadBatch bool) {
+	after := c.selected()
+	var add, remove []int64
+	for id := range after {
+		if _, ok := before[id]; !ok {
+			add = append(add, id)
+		}
+	}
+	for id := range before {
+		if _, ok := after[id]; !ok {
+			remove = append(remove, id)
+		}
+	}
+	all := c.batch != nil && c.batch.all
+	c.hub.index(c, c.user.ID, add, remove, all, !c.closed)
+	gauge(mSubsState, hadState, len(c.state) > 0)
+	gauge(mSubsBatch, hadBatch, c.batch != nil)
+}
+
+func gauge(g interface{ Add(int64) }, before, after bool) {
+	switch {
+	case !before && after:
+		g.Add(1)
+	case before && !after:
+		g.Add(-1)
+	}
+}
+
+func (c *Client) subscribe(a *Action) {
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	now := c.hub.opts.Now()
+	var results []subResult
+	var initState []int64
+	var stateCompact map[int64]bool
+	initBatch := false
+	for _, r := range a.Requests {
+		res := subResult{typ: r.Type, status: map[int64]string{}}
+		switch r.Type {
+		case TypeState:
+			if c.state == nil {
+				c.state = make(map[int64]bool, len(r.Trackers))
+			}
+			if stateCompact == nil {
+				stateCompact = make(map[int64]bool)
+			}
+			for _, id := range r.Trackers {
+				st := c.status(id)
+				res.status[id] = st
+				if st == StatusUnknown {
+					continue
+				}
+				c.state[id] = r.Compact
+				if st == StatusNormal {
+					if _, seen := stateCompact[id]; !seen {
+						initState = append(initState, id)
+					}
+					stateCompact[id] = r.Compact
+				}
+			}
+		case TypeStateBatch:
+			b := &batchSub{all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit), ids: map[int64]struct{}{}, pending: map[int64]struct{}{}}
+			ids := r.Target.TrackerIDs
+			if b.all {
+				ids = ids[:0:0]
+				for _, t := range c.hub.dir.Trackers(c.user.ID) {
+					ids = append(ids, t.ID)
+				}
+			}
+			for _, id := range ids {
+				st := c.status(id)
+				res.status[id] = st
+				if st != StatusUnknown && !b.all {
+					b.ids[id] = struct{}{}
+				}
+			}
+			c.batch = b
+			initBatch = true
+		default:
+			res.err = apierr.NotSupported.With(r.Type + " subscriptions are not available on this server")
+		}
+		results = mergeResult(results, res)
+	}
+	c.reindex(before, hadState, hadBatch)
+	if !c.push(encodeResponse(ActionName(ActionSubscribe), results)) {
+		return
+	}
+	for _, id := range initState {
+		if s, ok := c.hub.dir.State(id); ok {
+			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
+				mEventsState.Inc()
+			}
+		}
+	}
+	if initBatch {
+		b := c.batch
+		ids := make([]int64, 0, len(b.ids))
+		if b.all {
+			for _, t := range c.hub.dir.Trackers(c.user.ID) {
+				ids = append(ids, t.ID)
+			}
+		} else {
+			for id := range b.ids {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		c.pushBatch(ids, b.compact, now, true)
+		clear(b.pending)
+		b.next = now.Add(b.every)
+	}
+}
+
+func (c *Client) rate(d time.Duration) time.Duration {
+	if d == 0 {
+		return c.hub.opts.DefaultRateLimit
+	}
+	return max(d, c.hub.opts.MinRateLimit)
+}
+
+// mergeResult adds r to results, merging it into an earlier entry of the
+// same type.
+func mergeResult(results []subResult, r subResult) []subResult {
+	for i := range results {
+		if results[i].typ == r.typ {
+			if r.err != nil {
+				results[i].err = r.err
+			}
+			for id, st := range r.status {
+				results[i].status[id] = st
+			}
+			return results
+		}
+	}
+	return append(results, r)
+}
+
+func (c *Client) unsubscribe(a *Action) {
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	var results []subResult
+	for _, r := range a.Requests {
+		res := subResult{typ: r.Type, status: map[int64]string{}}
+		switch r.Type {
+		case TypeState:
+			for _, id := range r.Trackers {
+				res.status[id] = c.status(id)
+				delete(c.state, id)
+				delete(c.lag, id)
+			}
+		case TypeStateBatch:
+			if r.Target.All {
+				for _, t := range c.hub.dir.Trackers(c.user.ID) {
+					res.status[t.ID] = c.status(t.ID)
+				}
+				c.batch = nil
+				break
+			}
+			for _, id := range r.Target.TrackerIDs {
+				res.status[id] = c.status(id)
+				if c.batch != nil && !c.batch.all {
+					delete(c.batch.ids, id)
+					delete(c.batch.pending, id)
+				}
+			}
+			if c.batch != nil && !c.batch.all && len(c.batch.ids) == 0 {
+				c.batch = nil
+			}
+		default:
+			res.err = apierr.NotSupported.With(r.Type + " subscriptions are not available on this server")
+		}
+		results = mergeResult(results, res)
+	}
+	c.reindex(before, hadState, hadBatch)
+	c.push(encodeResponse(ActionName(ActionUnsubscribe), results))
+}
+
+// lagging reports whether state events are being merged. Callers hold c.mu.
+func (c *Client) lagging() bool {
+	return len(c.lag) > 0 || c.out.Len() >= c.hub.opts.SoftQueue
+}
+
+func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.user == nil {
+		return
+	}
+	id := m.TrackerID
+	if compact, ok := c.state[id]; ok {
+		if c.lagging() {
+			if c.lag == nil {
+				c.lag = make(map[int64]struct{})
+			}
+			c.lag[id] = struct{}{}
+			mMerged.Inc()
+			c.hub.markDue(c)
+		} else if c.push(enc.event(c.loc, c.zone, compact)) {
+			mEventsState.Inc()
+			observe(enc.now, m.State)
+		}
+	}
+	if b := c.batch; b != nil && b.includes(id) {
+		if len(b.pending) == 0 {
+			c.hub.markDue(c)
+		}
+		b.pending[id] = struct{}{}
+	}
+}
+
+func observe(now time.Time, s *fleet.State) {
+	if !s.IngestedAt.IsZero() {
+		mLatency.Observe(now.Sub(s.IngestedAt).Seconds())
+	}
+}
+
+func (c *Client) onLifecycle(id int64, msg []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.user == nil {
+		return
+	}
+	_, inState := c.state[id]
+	if inState || (c.batch != nil && c.batch.includes(id)) {
+		if c.push(msg) {
+			mEventsLifecycle.Inc()
+		}
+	}
+}
+
+func (c *Client) onLogout(hashes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.user == nil {
+		return
+	}
+	ended := len(hashes) == 0
+	for _, h := range hashes {
+		if slices.Contains(c.hashes, h) {
+			ended = true
+			break
+		}
+	}
+	if !ended {
+		return
+	}
+	if c.push(logoutEvent) {
+		mEventsLogout.Inc()
+	}
+	c.closeLocked(CloseNormal, "session closed")
+}
+
+func (c *Client) hashList() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.hashes)
+}
+
+// flush sends merged states and due batches. It reports whether the
+// client still has something waiting.
+func (c *Client) flush(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	soft := c.hub.opts.SoftQueue
+	more := false
+	if len(c.lag) > 0 {
+		if c.out.Len() <= soft/2 {
+			ids := make([]int64, 0, len(c.lag))
+			for id := range c.lag {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			clear(c.lag)
+			for _, id := range ids {
+				compact, ok := c.state[id]
+				s, live := c.hub.dir.State(id)
+				if !ok || !live || c.status(id) != StatusNormal {
+					continue
+				}
+				if c.push(encodeState(s, now, c.loc, compact)) {
+					mEventsState.Inc()
+					observe(now, s)
+				}
+			}
+		} else {
+			more = true
+		}
+	}
+	if b := c.batch; b != nil && len(b.pending) > 0 {
+		if now.Before(b.next) || c.out.Len() >= soft {
+			more = true
+		} else {
+			ids := make([]int64, 0, len(b.pending))
+			for id := range b.pending {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			clear(b.pending)
+			c.pushBatch(ids, b.compact, now, false)
+			b.next = now.Add(b.every)
+		}
+	}
+	if c.closed {
+		return false
+	}
+	if c.out.Len() >= soft {
+		_, drained := c.out.Counts()
+		if c.overSince.IsZero() || drained != c.overDrained {
+			c.overSince, c.overDrained = now, drained
+		} else if now.Sub(c.overSince) >= c.hub.opts.StuckAfter {
+			mSlowClosed.Inc()
+			c.closeLocked(CloseTooSlow, "client too slow")
+			return false
+		}
+		more = true
+	} else {
+		c.overSince = time.Time{}
+	}
+	return more
+}
+
+// pushBatch queues state_batch events with the current states of ids,
+// skipping blocked and deleted trackers, split into messages of at most
+// MaxBatch states. always sends one (possibly empty) message even when no
+// state qualifies, as the answer to a new subscription.
+func (c *Client) pushBatch(ids []int64, compact bool, now time.Time, always bool) {
+	max := c.hub.opts.MaxBatch
+	var buf []byte
+	n := 0
+	send := func() {
+		buf = append(buf, "]}"...)
+		if c.push(buf) {
+			mEventsBatch.Inc()
+			mBatchEntries.Add(uint64(n))
+		}
+		buf, n = nil, 0
+	}
+	for _, id := range ids {
+		if c.status(id) != StatusNormal {
+			continue
+		}
+		s, ok := c.hub.dir.State(id)
+		if !ok {
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, 0, 64+min(len(ids), max)*400)
+			buf = appendEventHead(buf, TypeStateBatch, now, c.loc)
+			buf = append(buf, '[')
+		} else {
+			buf = append(buf, ',')
+		}
+		buf = c.hub.entries.appendEntry(buf, id, s, c.loc, c.zone, compact)
+		observe(now, s)
+		n++
+		if n >= max {
+			send()
+		}
+	}
+	if buf != nil {
+		send()
+	} else if always {
+		buf = appendEventHead(nil, TypeStateBatch, now, c.loc)
+		buf = append(buf, '[')
+		send()
+	}
+}
+
+// closeLocked ends the session from the hub's side: the transport sends
+// what is queued, then closes with code. Callers hold c.mu.
+func (c *Client) closeLocked(code int, reason string) {
+	if c.closed {
+		return
+	}
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	c.closed = true
+	c.state, c.batch, c.lag = nil, nil, nil
+	if c.user != nil {
+		c.reindex(before, hadState, hadBatch)
+	}
+	c.out.Close(code, reason)
+	c.hub.remove(c)
+}
+
+// Close releases the session: the client disconnected for good.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(CloseNormal, "")
+}

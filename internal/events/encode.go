@@ -1,0 +1,196 @@
+package events
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/fleet"
+)
+
+// Messages are built by appending to byte slices: every subscriber that
+// gets the same event in the same format and time zone shares one encoding.
+
+func appendEventHead(dst []byte, event string, now time.Time, loc *time.Location) []byte {
+	dst = append(dst, `{"type":"event","event":"`...)
+	dst = append(dst, event...)
+	dst = append(dst, `","user_time":`...)
+	dst = fleet.AppendDateTime(dst, now, loc)
+	return append(dst, `,"data":`...)
+}
+
+// encodeState is a state event for s.
+func encodeState(s *fleet.State, now time.Time, loc *time.Location, compact bool) []byte {
+	b := make([]byte, 0, 768)
+	b = appendEventHead(b, TypeState, now, loc)
+	b = fleet.AppendState(b, s, loc, compact)
+	return append(b, '}')
+}
+
+// encodeLifecycle is a lifecycle event.
+func encodeLifecycle(sourceID int64, kind string) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"type":"event","event":"lifecycle","data":{"source_id":`...)
+	b = strconv.AppendInt(b, sourceID, 10)
+	b = append(b, `,"lifecycle_event":`...)
+	b = fleet.AppendString(b, kind)
+	return append(b, `}}`...)
+}
+
+var logoutEvent = []byte(`{"type":"event","event":"logout","data":"session closed"}`)
+
+// encodeError is an error message in the API's shape. action "" is null.
+func encodeError(action string, e *apierr.Error, data json.RawMessage) []byte {
+	b := make([]byte, 0, 128+len(data))
+	b = append(b, `{"type":"error","action":`...)
+	if action == "" {
+		b = append(b, "null"...)
+	} else {
+		b = fleet.AppendString(b, action)
+	}
+	b = append(b, `,"status":{"code":`...)
+	b = strconv.AppendInt(b, int64(e.Code), 10)
+	b = append(b, `,"description":`...)
+	b = fleet.AppendString(b, e.Description)
+	b = append(b, '}')
+	if len(data) > 0 && json.Valid(data) {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, '}')
+}
+
+// subResult is one entry of a response's data map.
+type subResult struct {
+	typ    string
+	err    *apierr.Error
+	status map[int64]string // tracker id → normal | blocked | unknown | disallowed
+}
+
+// encodeResponse is the response to a subscribe or unsubscribe action.
+func encodeResponse(action string, results []subResult) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"type":"response","action":`...)
+	b = fleet.AppendString(b, action)
+	b = append(b, `,"events":[`...)
+	for i, r := range results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fleet.AppendString(b, r.typ)
+	}
+	b = append(b, `],"data":{`...)
+	for i, r := range results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fleet.AppendString(b, r.typ)
+		if r.err != nil {
+			b = append(b, `:{"success":false,"status":{"code":`...)
+			b = strconv.AppendInt(b, int64(r.err.Code), 10)
+			b = append(b, `,"description":`...)
+			b = fleet.AppendString(b, r.err.Description)
+			b = append(b, `}}`...)
+			continue
+		}
+		b = append(b, `:{"success":true,"value":{`...)
+		ids := make([]int64, 0, len(r.status))
+		for id := range r.status {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for j, id := range ids {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = strconv.AppendInt(b, id, 10)
+			b = append(b, `":"`...)
+			b = append(b, r.status[id]...)
+			b = append(b, '"')
+		}
+		b = append(b, `}}`...)
+	}
+	return append(b, `}}`...)
+}
+
+// stateEncoder caches the encodings of one published state, one per
+// format and time zone it is delivered in.
+type stateEncoder struct {
+	s   *fleet.State
+	now time.Time
+
+	mu       sync.Mutex
+	variants []variant
+}
+
+type variant struct {
+	zone    string
+	compact bool
+	b       []byte
+}
+
+func (e *stateEncoder) event(loc *time.Location, zone string, compact bool) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, v := range e.variants {
+		if v.compact == compact && v.zone == zone {
+			return v.b
+		}
+	}
+	b := encodeState(e.s, e.now, loc, compact)
+	e.variants = append(e.variants, variant{zone: zone, compact: compact, b: b})
+	return b
+}
+
+// entryCache keeps, per tracker, the encoded state of its latest state in
+// each format and zone, for building batches without encoding a state
+// twice.
+type entryCache struct {
+	shards [64]entryShard
+}
+
+type entryShard struct {
+	mu sync.Mutex
+	m  map[int64]*entries
+}
+
+type entries struct {
+	s        *fleet.State
+	variants []variant
+}
+
+// appendEntry appends the encoding of s (the current state of tracker id)
+// to dst.
+func (c *entryCache) appendEntry(dst []byte, id int64, s *fleet.State, loc *time.Location, zone string, compact bool) []byte {
+	sh := &c.shards[uint64(id)%uint64(len(c.shards))]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[int64]*entries)
+	}
+	e := sh.m[id]
+	if e == nil || e.s != s {
+		e = &entries{s: s}
+		sh.m[id] = e
+	}
+	for _, v := range e.variants {
+		if v.compact == compact && v.zone == zone {
+			sh.mu.Unlock()
+			return append(dst, v.b...)
+		}
+	}
+	b := fleet.AppendState(nil, s, loc, compact)
+	e.variants = append(e.variants, variant{zone: zone, compact: compact, b: b})
+	sh.mu.Unlock()
+	return append(dst, b...)
+}
+
+func (c *entryCache) forget(id int64) {
+	sh := &c.shards[uint64(id)%uint64(len(c.shards))]
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.mu.Unlock()
+}

@@ -1,0 +1,361 @@
+// Package events is the tracker event API behind /event/subscription: it
+// parses subscribe and unsubscribe actions, answers with response and error
+// messages, and pushes state, state_batch, lifecycle and logout events to
+// each client session's outbox. It encodes each event once per format and
+// time zone and shares the bytes between subscribers.
+//
+// Slow clients: every client has a bounded outbox. Past Options.SoftQueue
+// queued messages a client is lagging: its state events are merged (the
+// latest state per tracker is kept and sent when the queue has drained to
+// half), and its state_batch events wait, accumulating changed trackers, so
+// a batch always carries current states. A client whose queue stays past
+// the soft limit without draining for Options.StuckAfter is closed with
+// code 1008.
+package events
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/metrics"
+	"github.com/fleetwire/fleetwire/internal/outbox"
+)
+
+// Authenticator resolves the hash a client subscribes with.
+type Authenticator interface {
+	Resolve(ctx context.Context, hash string) (*fleet.User, *fleet.Session, error)
+}
+
+// Directory is the live fleet the hub reads trackers and states from.
+type Directory interface {
+	Tracker(id int64) (*fleet.Tracker, bool)
+	Trackers(userID int64) []*fleet.Tracker
+	State(id int64) (*fleet.State, bool)
+}
+
+// Options tune the hub. Zero values take the defaults noted.
+type Options struct {
+	// MaxFrame is the largest client message accepted (default 256 KiB);
+	// larger ones get error 9.
+	MaxFrame int
+	// SoftQueue is the queued-message count past which a client is lagging
+	// (default 1024).
+	SoftQueue int
+	// StuckAfter is how long a lagging client may go without draining
+	// anything before it is closed (default 60s).
+	StuckAfter time.Duration
+	// DefaultRateLimit is the state_batch period when the client gives none
+	// (default 1s).
+	DefaultRateLimit time.Duration
+	// MinRateLimit is the shortest rate_limit honoured; shorter ones are
+	// raised to it (default 10ms).
+	MinRateLimit time.Duration
+	// MaxBatch is the most states in one state_batch message; more are
+	// split over several messages (default 10000).
+	MaxBatch int
+	// Outbox bounds each client's queue.
+	Outbox outbox.Limits
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = 256 << 10
+	}
+	if o.SoftQueue <= 0 {
+		o.SoftQueue = 1024
+	}
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = time.Minute
+	}
+	if o.DefaultRateLimit <= 0 {
+		o.DefaultRateLimit = time.Second
+	}
+	if o.MinRateLimit <= 0 {
+		o.MinRateLimit = 10 * time.Millisecond
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 10000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+var (
+	mEventsState     = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="state"`)
+	mEventsBatch     = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="state_batch"`)
+	mEventsLifecycle = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="lifecycle"`)
+	mEventsLogout    = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="logout"`)
+	mBatchEntries    = metrics.Default.NewCounter("fleetwire_state_batch_entries_total", "States delivered inside state_batch events.", "")
+	mMerged          = metrics.Default.NewCounter("fleetwire_events_merged_total", "State events merged into a later state for a lagging client.", "")
+	mDropped         = metrics.Default.NewCounter("fleetwire_events_dropped_total", "Messages refused by a full client queue.", "")
+	mSlowClosed      = metrics.Default.NewCounter("fleetwire_slow_clients_closed_total", "Clients closed for not draining their queue.", "")
+	mErrors          = metrics.Default.NewCounter("fleetwire_client_errors_total", "Error messages sent to clients.", "")
+	mLatency         = metrics.Default.NewHistogram("fleetwire_delivery_latency_seconds", "Time from ingest to the event being queued for a client.", "", metrics.LatencyBuckets)
+	mClients         = metrics.Default.NewGauge("fleetwire_event_clients", "Open event API client sessions.", "")
+	mSubsState       = metrics.Default.NewGauge("fleetwire_subscriptions", "Active subscriptions (client, type).", `type="state"`)
+	mSubsBatch       = metrics.Default.NewGauge("fleetwire_subscriptions", "Active subscriptions (client, type).", `type="state_batch"`)
+)
+
+// Hub routes changes from the bus to subscribed clients.
+type Hub struct {
+	auth Authenticator
+	dir  Directory
+	opts Options
+
+	mu        sync.RWMutex
+	byTracker map[int64]map[*Client]struct{} // explicitly selected trackers
+	allByUser map[int64]map[*Client]struct{} // state_batch target all
+	byUser    map[int64]map[*Client]struct{} // every bound client
+	clients   map[*Client]struct{}
+
+	dueMu sync.Mutex
+	due   map[*Client]struct{} // clients with batches or merged states to send
+
+	entries entryCache
+	wake    chan struct{}
+}
+
+// NewHub returns a hub resolving hashes with a and reading the fleet from d.
+func NewHub(a Authenticator, d Directory, opts Options) *Hub {
+	opts.defaults()
+	return &Hub{
+		auth: a, dir: d, opts: opts,
+		byTracker: make(map[int64]map[*Client]struct{}),
+		allByUser: make(map[int64]map[*Client]struct{}),
+		byUser:    make(map[int64]map[*Client]struct{}),
+		clients:   make(map[*Client]struct{}),
+		due:       make(map[*Client]struct{}),
+		wake:      make(chan struct{}, 1),
+	}
+}
+
+// NewClient starts a client session.
+func (h *Hub) NewClient() *Client {
+	c := &Client{hub: h, out: outbox.New(h.opts.Outbox)}
+	h.mu.Lock()
+	h.clients[c] = struct{}{}
+	h.mu.Unlock()
+	mClients.Add(1)
+	return c
+}
+
+// Clients is the number of open client sessions.
+func (h *Hub) Clients() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.clients)
+}
+
+func (h *Hub) remove(c *Client) {
+	h.mu.Lock()
+	if _, ok := h.clients[c]; ok {
+		delete(h.clients, c)
+		mClients.Add(-1)
+	}
+	h.mu.Unlock()
+}
+
+// HandleBus delivers one change to the clients it concerns. It runs on the
+// publisher's goroutine and never blocks on a client.
+func (h *Hub) HandleBus(m *bus.Message) {
+	switch m.Kind {
+	case bus.KindState:
+		if m.State == nil {
+			return
+		}
+		cs := h.interested(m.TrackerID, m.UserID)
+		if len(cs) == 0 {
+			return
+		}
+		enc := &stateEncoder{s: m.State, now: h.opts.Now()}
+		for _, c := range cs {
+			c.onState(m, enc)
+		}
+		putClients(cs)
+	case bus.KindLifecycle:
+		cs := h.interested(m.TrackerID, m.UserID)
+		if len(cs) == 0 {
+			return
+		}
+		msg := encodeLifecycle(m.SourceID, m.Lifecycle)
+		for _, c := range cs {
+			c.onLifecycle(m.TrackerID, msg)
+		}
+		putClients(cs)
+	case bus.KindLogout:
+		h.mu.RLock()
+		cs := getClients()
+		for c := range h.byUser[m.UserID] {
+			cs = append(cs, c)
+		}
+		h.mu.RUnlock()
+		for _, c := range cs {
+			c.onLogout(m.Hashes)
+		}
+		putClients(cs)
+	case bus.KindTracker:
+		if m.Tracker != nil && m.Tracker.Deleted {
+			h.entries.forget(m.TrackerID)
+		}
+	}
+}
+
+// interested lists the clients subscribed to tracker id of user uid. The
+// slice comes from a pool: return it with putClients.
+func (h *Hub) interested(id, uid int64) []*Client {
+	h.mu.RLock()
+	sel, all := h.byTracker[id], h.allByUser[uid]
+	if len(sel) == 0 && len(all) == 0 {
+		h.mu.RUnlock()
+		return nil
+	}
+	cs := getClients()
+	for c := range sel {
+		cs = append(cs, c)
+	}
+	for c := range all {
+		if _, dup := sel[c]; !dup {
+			cs = append(cs, c)
+		}
+	}
+	h.mu.RUnlock()
+	return cs
+}
+
+var clientPool = sync.Pool{New: func() any { s := make([]*Client, 0, 64); return &s }}
+
+func getClients() []*Client { return (*clientPool.Get().(*[]*Client))[:0] }
+
+func putClients(cs []*Client) {
+	if cap(cs) > 1<<16 {
+		return
+	}
+	clear(cs)
+	cs = cs[:0]
+	clientPool.Put(&cs)
+}
+
+// index moves c between the per-tracker and per-user indexes.
+func (h *Hub) index(c *Client, uid int64, add, remove []int64, all, bound bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range remove {
+		if set := h.byTracker[id]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(h.byTracker, id)
+			}
+		}
+	}
+	for _, id := range add {
+		set := h.byTracker[id]
+		if set == nil {
+			set = make(map[*Client]struct{}, 1)
+			h.byTracker[id] = set
+		}
+		set[c] = struct{}{}
+	}
+	setMember(h.allByUser, uid, c, all)
+	setMember(h.byUser, uid, c, bound)
+}
+
+func setMember(m map[int64]map[*Client]struct{}, key int64, c *Client, in bool) {
+	set := m[key]
+	if in {
+		if set == nil {
+			set = make(map[*Client]struct{}, 1)
+			m[key] = set
+		}
+		set[c] = struct{}{}
+		return
+	}
+	if set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+func (h *Hub) markDue(c *Client) {
+	h.dueMu.Lock()
+	h.due[c] = struct{}{}
+	h.dueMu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends due batches and merged states, closes stuck clients and ends
+// clients whose sessions expired, until ctx is cancelled.
+func (h *Hub) Run(ctx context.Context) error {
+	tick := time.NewTicker(h.opts.MinRateLimit)
+	defer tick.Stop()
+	check := time.NewTicker(30 * time.Second)
+	defer check.Stop()
+	var work []*Client
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-check.C:
+			h.checkSessions(ctx)
+			continue
+		case <-tick.C:
+		}
+		h.dueMu.Lock()
+		for c := range h.due {
+			work = append(work, c)
+		}
+		clear(h.due)
+		h.dueMu.Unlock()
+		now := h.opts.Now()
+		for _, c := range work {
+			if c.flush(now) {
+				h.dueMu.Lock()
+				h.due[c] = struct{}{}
+				h.dueMu.Unlock()
+			}
+		}
+		clear(work)
+		work = work[:0]
+	}
+}
+
+// checkSessions ends the subscriptions of clients whose hash stopped
+// resolving (a session expired without a logout being published).
+func (h *Hub) checkSessions(ctx context.Context) {
+	h.mu.RLock()
+	cs := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		cs = append(cs, c)
+	}
+	h.mu.RUnlock()
+	for _, c := range cs {
+		for _, hash := range c.hashList() {
+			_, _, err := h.auth.Resolve(ctx, hash)
+			if err == nil || errors.Is(err, context.Canceled) {
+				continue
+			}
+			if errors.Is(err, apierr.SessionNotFound) {
+				c.onLogout([]string{hash})
+				break
+			}
+		}
+	}
+}
