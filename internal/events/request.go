@@ -105,7 +105,7 @@ func ParseAction(msg []byte) (*Action, error) {
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	if err := dec.Decode(&w); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if errors.As(err, &te) && te.Field != "" {
 			return nil, &ParseError{Err: apierr.InvalidParameters.With("field " + te.Field + " has the wrong type")}
 		}
 		return nil, &ParseError{Err: apierr.WrongRequestFormat.With("message is not a JSON object")}

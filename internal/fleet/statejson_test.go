@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func TestAppendStateShape(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := &State{
+		SourceID:         100001,
+		GPS:              GPS{Updated: at, SignalLevel: ptr(90), Location: &Location{Lat: -80.00012, Lng: 13.4}, Heading: 45, Speed: 19, Alt: 34, Precision: ptr(5)},
+		ConnectionStatus: Active, MovementStatus: Moving, MovementStatusUpdate: at,
+		Ignition: ptr(true), IgnitionUpdate: at,
+		LastUpdate: at, BatteryLevel: ptr(97), BatteryUpdate: at,
+		Inputs: []bool{true, false}, InputsUpdate: at,
+		Additional:        map[string]Additional{"b": {Value: "x\"y", Updated: at}, "a": {Value: "é😀", Updated: at}},
+		ActualTrackUpdate: at,
+	}
+	full := AppendState(nil, s, berlin, false)
+	var m map[string]any
+	if err := json.Unmarshal(full, &m); err != nil {
+		t.Fatalf("not JSON: %s: %v", full, err)
+	}
+	for _, b := range full {
+		if b >= 0x80 {
+			t.Fatalf("non-ASCII byte in %s", full)
+		}
+	}
+	if m["last_update"] != "2026-01-02 04:04:05" {
+		t.Errorf("last_update %v, want Berlin time", m["last_update"])
+	}
+	if m["gsm"] != nil || m["outputs"] != nil {
+		t.Errorf("absent gsm/outputs must be null: %v %v", m["gsm"], m["outputs"])
+	}
+	if lat := m["gps"].(map[string]any)["location"].(map[string]any)["lat"]; lat != -80.00012 {
+		t.Errorf("lat %v lost precision", lat)
+	}
+	if v := m["additional"].(map[string]any)["a"].(map[string]any)["value"]; v != "é😀" {
+		t.Errorf("additional value %q", v)
+	}
+	compact := AppendState(nil, s, time.UTC, true)
+	var c map[string]any
+	if err := json.Unmarshal(compact, &c); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"source_id", "gps", "connection_status", "movement_status", "movement_status_update", "ignition", "ignition_update", "last_update"}
+	if len(c) != len(want) {
+		t.Errorf("compact keys %v, want %v", c, want)
+	}
+	for _, k := range want {
+		if _, ok := c[k]; !ok {
+			t.Errorf("compact lacks %s", k)
+		}
+	}
+	empty := AppendState(nil, &State{SourceID: 1, GPS: GPS{Location: &Location{Lat: math.NaN()}}}, nil, false)
+	if !json.Valid(empty) {
+		t.Errorf("zero state not JSON: %s", empty)
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "abc", "é", "😀", "\x00\x1f\"\\<>&", "\xff\xfe", "a\u2028b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := AppendString(nil, s)
+		for _, c := range b {
+			if c >= 0x80 {
+				t.Fatalf("non-ASCII output %q", b)
+			}
+		}
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		want, _ := json.Marshal(s)
+		var w string
+		_ = json.Unmarshal(want, &w)
+		if got != w {
+			t.Fatalf("round trip %q → %q, want %q", s, got, w)
+		}
+	})
+}
+
+func BenchmarkAppendStateCompact(b *testing.B) {
+	at := time.Now()
+	s := &State{SourceID: 100001, GPS: GPS{Updated: at, Location: &Location{Lat: 52.520008, Lng: 13.404954}, Speed: 40, Heading: 90}, ConnectionStatus: Active, MovementStatus: Moving, MovementStatusUpdate: at, LastUpdate: at}
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendState(buf[:0], s, time.UTC, true)
+	}
+}
