@@ -22,7 +22,7 @@ import (
 
 // fixture is a hub over a real store, auth service and registry.
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	auth *auth.Service
 	reg  *state.Registry
@@ -30,7 +30,7 @@ type fixture struct {
 	now  atomic.Pointer[time.Time]
 }
 
-func newFixture(t *testing.T, opts Options) *fixture {
+func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -1,0 +1,82 @@
+package events
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/outbox"
+	"github.com/fleetwire/fleetwire/internal/state"
+)
+
+// BenchmarkFanOutState measures one state change delivered to 10,000
+// clients subscribed to that tracker's state events (full format): the
+// work HandleBus does per ingested fix.
+func BenchmarkFanOutState(b *testing.B) {
+	f := newFixture(b, Options{Outbox: outbox.Limits{MaxMessages: 1 << 20}, SoftQueue: 1 << 20})
+	u, hash := f.user("bench", "Europe/Berlin")
+	tr := f.tracker(u.ID, "bench-1")
+	f.fix("bench-1", 1)
+	clients := make([]*Client, 10000)
+	for i := range clients {
+		clients[i] = f.hub.NewClient()
+		send(clients[i], sub(hash, map[string]any{"type": "state", "trackers": []int64{tr.ID}}))
+		clients[i].Outbox().Drain(nil, 0)
+	}
+	s, _ := f.reg.State(tr.ID)
+	m := &bus.Message{Kind: bus.KindState, UserID: u.ID, TrackerID: tr.ID, SourceID: tr.SourceID, State: s}
+	var sink [][]byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		f.hub.HandleBus(m)
+		b.StopTimer()
+		for _, c := range clients {
+			sink = c.Outbox().Drain(sink[:0], 0)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(clients))*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkStateBatch10k measures building one compact state_batch of
+// 10,000 changed trackers for one client.
+func BenchmarkStateBatch10k(b *testing.B) {
+	for _, compact := range []bool{true, false} {
+		b.Run(fmt.Sprintf("compact=%v", compact), func(b *testing.B) {
+			f := newFixture(b, Options{})
+			u, hash := f.user("bench", "UTC")
+			ids := make([]int64, 10000)
+			for i := range ids {
+				dev := fmt.Sprintf("b-%05d", i)
+				ids[i] = f.tracker(u.ID, dev).ID
+				speed := 40.0
+				if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: dev, Location: &fleet.Location{Lat: 52 + float64(i)*1e-5, Lng: 13}, Speed: &speed}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			format := "full"
+			if compact {
+				format = "compact"
+			}
+			c := f.hub.NewClient()
+			send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "format": format}))
+			c.Outbox().Drain(nil, 0)
+			now := f.hub.opts.Now()
+			var bytes int
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				c.mu.Lock()
+				c.pushBatch(ids, compact, now, false)
+				c.mu.Unlock()
+				for _, m := range c.Outbox().Drain(nil, 0) {
+					bytes += len(m)
+				}
+			}
+			b.ReportMetric(float64(len(ids))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+			b.ReportMetric(float64(bytes)/float64(b.N)/float64(len(ids)), "B/entry")
+		})
+	}
+}
