@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/outbox"
+	"github.com/fleetwire/fleetwire/internal/readings"
 )
 
 // Subscription statuses of a tracker in a response.
@@ -42,21 +44,50 @@ type Client struct {
 	zone   string
 	hashes []string
 
-	state map[int64]bool // tracker id → compact format
-	batch *batchSub
-	lag   map[int64]struct{} // trackers with merged state events to send
+	state   map[int64]bool // tracker id → compact format
+	batches [3]*batchSub   // by batch kind: state_batch, readings_batch, iot_monitor
+	lag     map[int64]struct{} // trackers with merged state events to send
 
 	overSince   time.Time
 	overDrained uint64
 }
 
+// Batch kinds, indexes into Client.batches.
+const (
+	kindState = iota
+	kindReadings
+	kindIoT
+)
+
+var batchTypes = [3]string{TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor}
+
+func batchKind(typ string) int {
+	switch typ {
+	case TypeStateBatch:
+		return kindState
+	case TypeReadingsBatch:
+		return kindReadings
+	case TypeIoTMonitor:
+		return kindIoT
+	}
+	return -1
+}
+
+// batchSub is a rate-limited subscription: state_batch, readings_batch or
+// iot_monitor. Changed trackers accumulate in pending and go out together
+// at most once per every.
 type batchSub struct {
+	kind    int
 	all     bool
 	ids     map[int64]struct{}
 	compact bool
 	every   time.Duration
 	pending map[int64]struct{}
 	next    time.Time
+
+	// readings_batch only
+	filter   readings.Filter
+	lastSent map[int64]time.Time
 }
 
 func (b *batchSub) includes(id int64) bool {
@@ -166,12 +197,33 @@ func (c *Client) selected() map[int64]struct{} {
 	for id := range c.state {
 		set[id] = struct{}{}
 	}
-	if c.batch != nil && !c.batch.all {
-		for id := range c.batch.ids {
-			set[id] = struct{}{}
+	for _, b := range c.batches {
+		if b != nil && !b.all {
+			for id := range b.ids {
+				set[id] = struct{}{}
+			}
 		}
 	}
 	return set
+}
+
+// anyAll reports whether a batch subscription targets all trackers.
+func (c *Client) anyAll() bool {
+	for _, b := range c.batches {
+		if b != nil && b.all {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) hasBatch() bool {
+	for _, b := range c.batches {
+		if b != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // reindex brings the hub's indexes in line after a change from before.
@@ -188,10 +240,9 @@ func (c *Client) reindex(before map[int64]struct{}, hadState, hadBatch bool) {
 			remove = append(remove, id)
 		}
 	}
-	all := c.batch != nil && c.batch.all
-	c.hub.index(c, c.user.ID, add, remove, all, !c.closed)
+	c.hub.index(c, c.user.ID, add, remove, c.anyAll(), !c.closed)
 	gauge(mSubsState, hadState, len(c.state) > 0)
-	gauge(mSubsBatch, hadBatch, c.batch != nil)
+	gauge(mSubsBatch, hadBatch, c.hasBatch())
 }
 
 func gauge(g interface{ Add(int64) }, before, after bool) {
@@ -204,12 +255,12 @@ func gauge(g interface{ Add(int64) }, before, after bool) {
 }
 
 func (c *Client) subscribe(a *Action) {
-	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	now := c.hub.opts.Now()
 	var results []subResult
 	var initState []int64
 	var stateCompact map[int64]bool
-	initBatch := false
+	var initBatch [3]bool
 	for _, r := range a.Requests {
 		res := subResult{typ: r.Type, status: map[int64]string{}}
 		switch r.Type {
@@ -234,8 +285,12 @@ func (c *Client) subscribe(a *Action) {
 					stateCompact[id] = r.Compact
 				}
 			}
-		case TypeStateBatch:
-			b := &batchSub{all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit), ids: map[int64]struct{}{}, pending: map[int64]struct{}{}}
+		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
+			b := &batchSub{kind: batchKind(r.Type), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit), ids: map[int64]struct{}{}, pending: map[int64]struct{}{}}
+			if b.kind == kindReadings {
+				b.filter = readings.Filter{SensorType: r.SensorType, ExcludeComponents: !r.IncludeComponents}
+				b.lastSent = map[int64]time.Time{}
+			}
 			ids := r.Target.TrackerIDs
 			if b.all {
 				ids = ids[:0:0]
@@ -250,8 +305,8 @@ func (c *Client) subscribe(a *Action) {
 					b.ids[id] = struct{}{}
 				}
 			}
-			c.batch = b
-			initBatch = true
+			c.batches[b.kind] = b
+			initBatch[b.kind] = true
 		default:
 			res.err = apierr.NotSupported.With(r.Type + " subscriptions are not available on this server")
 		}
@@ -268,23 +323,31 @@ func (c *Client) subscribe(a *Action) {
 			}
 		}
 	}
-	if initBatch {
-		b := c.batch
-		ids := make([]int64, 0, len(b.ids))
-		if b.all {
-			for _, t := range c.hub.dir.Trackers(c.user.ID) {
-				ids = append(ids, t.ID)
-			}
-		} else {
-			for id := range b.ids {
-				ids = append(ids, id)
-			}
+	for kind, init := range initBatch {
+		b := c.batches[kind]
+		if !init || b == nil {
+			continue
 		}
-		slices.Sort(ids)
-		c.pushBatch(ids, b.compact, now, true)
+		c.pushBatch(b, c.batchIDs(b), now, true)
 		clear(b.pending)
 		b.next = now.Add(b.every)
 	}
+}
+
+// batchIDs lists the trackers b covers, in order.
+func (c *Client) batchIDs(b *batchSub) []int64 {
+	ids := make([]int64, 0, len(b.ids))
+	if b.all {
+		for _, t := range c.hub.dir.Trackers(c.user.ID) {
+			ids = append(ids, t.ID)
+		}
+		return ids
+	}
+	for id := range b.ids {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (c *Client) rate(d time.Duration) time.Duration {
@@ -312,7 +375,7 @@ func mergeResult(results []subResult, r subResult) []subResult {
 }
 
 func (c *Client) unsubscribe(a *Action) {
-	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	var results []subResult
 	for _, r := range a.Requests {
 		res := subResult{typ: r.Type, status: map[int64]string{}}
@@ -323,23 +386,25 @@ func (c *Client) unsubscribe(a *Action) {
 				delete(c.state, id)
 				delete(c.lag, id)
 			}
-		case TypeStateBatch:
+		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
+			kind := batchKind(r.Type)
+			b := c.batches[kind]
 			if r.Target.All {
 				for _, t := range c.hub.dir.Trackers(c.user.ID) {
 					res.status[t.ID] = c.status(t.ID)
 				}
-				c.batch = nil
+				c.batches[kind] = nil
 				break
 			}
 			for _, id := range r.Target.TrackerIDs {
 				res.status[id] = c.status(id)
-				if c.batch != nil && !c.batch.all {
-					delete(c.batch.ids, id)
-					delete(c.batch.pending, id)
+				if b != nil && !b.all {
+					delete(b.ids, id)
+					delete(b.pending, id)
 				}
 			}
-			if c.batch != nil && !c.batch.all && len(c.batch.ids) == 0 {
-				c.batch = nil
+			if b != nil && !b.all && len(b.ids) == 0 {
+				c.batches[kind] = nil
 			}
 		default:
 			res.err = apierr.NotSupported.With(r.Type + " subscriptions are not available on this server")
@@ -375,11 +440,13 @@ func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 			observe(enc.now, m.State)
 		}
 	}
-	if b := c.batch; b != nil && b.includes(id) {
-		if len(b.pending) == 0 {
-			c.hub.markDue(c)
+	for _, b := range c.batches {
+		if b != nil && b.includes(id) {
+			if len(b.pending) == 0 {
+				c.hub.markDue(c)
+			}
+			b.pending[id] = struct{}{}
 		}
-		b.pending[id] = struct{}{}
 	}
 }
 
@@ -396,7 +463,9 @@ func (c *Client) onLifecycle(id int64, msg []byte) {
 		return
 	}
 	_, inState := c.state[id]
-	if inState || (c.batch != nil && c.batch.includes(id)) {
+	b := c.batches[kindState]
+	r := c.batches[kindReadings]
+	if inState || (b != nil && b.includes(id)) || (r != nil && r.includes(id)) {
 		if c.push(msg) {
 			mEventsLifecycle.Inc()
 		}
@@ -464,19 +533,22 @@ func (c *Client) flush(now time.Time) bool {
 			more = true
 		}
 	}
-	if b := c.batch; b != nil && len(b.pending) > 0 {
+	for _, b := range c.batches {
+		if b == nil || len(b.pending) == 0 {
+			continue
+		}
 		if now.Before(b.next) || c.out.Len() >= soft {
 			more = true
-		} else {
-			ids := make([]int64, 0, len(b.pending))
-			for id := range b.pending {
-				ids = append(ids, id)
-			}
-			slices.Sort(ids)
-			clear(b.pending)
-			c.pushBatch(ids, b.compact, now, false)
-			b.next = now.Add(b.every)
+			continue
 		}
+		ids := make([]int64, 0, len(b.pending))
+		for id := range b.pending {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		clear(b.pending)
+		c.pushBatch(b, ids, now, false)
+		b.next = now.Add(b.every)
 	}
 	if c.closed {
 		return false
@@ -497,11 +569,24 @@ func (c *Client) flush(now time.Time) bool {
 	return more
 }
 
-// pushBatch queues state_batch events with the current states of ids,
-// skipping blocked and deleted trackers, split into messages of at most
-// MaxBatch states. always sends one (possibly empty) message even when no
-// state qualifies, as the answer to a new subscription.
-func (c *Client) pushBatch(ids []int64, compact bool, now time.Time, always bool) {
+// pushBatch queues the events of batch subscription b for trackers ids.
+// always sends one (possibly empty) message even when nothing qualifies,
+// as the answer to a new subscription.
+func (c *Client) pushBatch(b *batchSub, ids []int64, now time.Time, always bool) {
+	switch b.kind {
+	case kindState:
+		c.pushStateBatch(ids, b.compact, now, always)
+	case kindReadings:
+		c.pushReadings(b, ids, now, always)
+	case kindIoT:
+		c.pushIoT(ids, always)
+	}
+}
+
+// pushStateBatch queues state_batch events with the current states of
+// ids, skipping blocked and deleted trackers, split into messages of at
+// most MaxBatch states.
+func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always bool) {
 	max := c.hub.opts.MaxBatch
 	var buf []byte
 	n := 0
@@ -544,15 +629,92 @@ func (c *Client) pushBatch(ids []int64, compact bool, now time.Time, always bool
 	}
 }
 
+// pushReadings queues a readings_batch event: data is an array holding
+// one readings batch object, tracker id → readings changed since the last
+// event sent to this client.
+func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bool) {
+	buf := appendEventHead(make([]byte, 0, 512), TypeReadingsBatch, now, c.loc)
+	buf = append(buf, `[{`...)
+	n := 0
+	for _, id := range ids {
+		if c.status(id) != StatusNormal {
+			continue
+		}
+		s, ok := c.hub.dir.State(id)
+		if !ok {
+			continue
+		}
+		f := b.filter
+		f.Since = b.lastSent[id]
+		r := readings.Of(id, s, f)
+		if r.Empty() {
+			continue
+		}
+		b.lastSent[id] = latest(s)
+		if n > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '"')
+		buf = strconv.AppendInt(buf, id, 10)
+		buf = append(buf, `":`...)
+		buf = r.AppendJSON(buf, c.loc)
+		n++
+	}
+	if n == 0 && !always {
+		return
+	}
+	buf = append(buf, `}]}`...)
+	if c.push(buf) {
+		mEventsReadings.Inc()
+	}
+}
+
+// latest is the newest update time among s's readings.
+func latest(s *fleet.State) time.Time {
+	t := s.ReadingsUpdate
+	if s.IgnitionUpdate.After(t) {
+		t = s.IgnitionUpdate
+	}
+	return t
+}
+
+// pushIoT queues an iot_monitor event with the last messages of ids.
+func (c *Client) pushIoT(ids []int64, always bool) {
+	buf := make([]byte, 0, 1024)
+	buf = append(buf, `{"type":"event","event":"iot_monitor","data":{"iot_last_values":[`...)
+	n := 0
+	for _, id := range ids {
+		if c.status(id) != StatusNormal {
+			continue
+		}
+		msgs := c.hub.history(id)
+		if len(msgs) == 0 && !always {
+			continue
+		}
+		if n > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendIoT(buf, id, msgs)
+		n++
+	}
+	if n == 0 && !always {
+		return
+	}
+	buf = append(buf, `]}}`...)
+	if c.push(buf) {
+		mEventsIoT.Inc()
+	}
+}
+
 // closeLocked ends the session from the hub's side: the transport sends
 // what is queued, then closes with code. Callers hold c.mu.
 func (c *Client) closeLocked(code int, reason string) {
 	if c.closed {
 		return
 	}
-	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.batch != nil
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	c.closed = true
-	c.state, c.batch, c.lag = nil, nil, nil
+	c.state, c.batches, c.lag = nil, [3]*batchSub{}, nil
 	if c.user != nil {
 		c.reindex(before, hadState, hadBatch)
 	}

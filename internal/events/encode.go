@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/state"
 )
 
 // Messages are built by appending to byte slices: every subscriber that
@@ -193,4 +194,71 @@ func (c *entryCache) forget(id int64) {
 	sh.mu.Lock()
 	delete(sh.m, id)
 	sh.mu.Unlock()
+}
+
+// appendIoT appends one iot_last_values entry: the attributes of a
+// tracker's last messages (newest first), as two queues per attribute:
+// nonnull_fields holds only the messages that carried it, all_fields one
+// entry per message with null where it was missing.
+func appendIoT(dst []byte, id int64, msgs []state.Message) []byte {
+	dst = append(dst, `{"tracker_id":`...)
+	dst = strconv.AppendInt(dst, id, 10)
+	var names []string
+	for _, m := range msgs {
+		for _, f := range m.Fields {
+			if !slices.Contains(names, f.Name) {
+				names = append(names, f.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	value := func(m *state.Message, name string) []byte {
+		for _, f := range m.Fields {
+			if f.Name == name {
+				return f.Value
+			}
+		}
+		return nil
+	}
+	entry := func(dst []byte, m *state.Message, v []byte) []byte {
+		dst = append(dst, `{"msg_time":"`...)
+		dst = m.MsgTime.UTC().AppendFormat(dst, time.RFC3339)
+		dst = append(dst, `","srv_time":"`...)
+		dst = m.SrvTime.UTC().AppendFormat(dst, time.RFC3339)
+		dst = append(dst, `","value":`...)
+		if v == nil {
+			v = []byte("null")
+		}
+		dst = append(dst, v...)
+		return append(dst, '}')
+	}
+	for _, gaps := range []bool{false, true} {
+		if gaps {
+			dst = append(dst, `,"all_fields":{`...)
+		} else {
+			dst = append(dst, `,"nonnull_fields":{`...)
+		}
+		for i, name := range names {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = fleet.AppendString(dst, name)
+			dst = append(dst, `:[`...)
+			n := 0
+			for j := range msgs {
+				v := value(&msgs[j], name)
+				if v == nil && !gaps {
+					continue
+				}
+				if n > 0 {
+					dst = append(dst, ',')
+				}
+				dst = entry(dst, &msgs[j], v)
+				n++
+			}
+			dst = append(dst, ']')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
 }

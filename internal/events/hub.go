@@ -25,6 +25,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/outbox"
+	"github.com/fleetwire/fleetwire/internal/state"
 )
 
 // Authenticator resolves the hash a client subscribes with.
@@ -37,6 +38,19 @@ type Directory interface {
 	Tracker(id int64) (*fleet.Tracker, bool)
 	Trackers(userID int64) []*fleet.Tracker
 	State(id int64) (*fleet.State, bool)
+}
+
+// Historian is implemented by directories that keep each tracker's last
+// messages for the stream analyzer (iot_monitor).
+type Historian interface {
+	History(id int64) []state.Message
+}
+
+func (h *Hub) history(id int64) []state.Message {
+	if hs, ok := h.dir.(Historian); ok {
+		return hs.History(id)
+	}
+	return nil
 }
 
 // Options tune the hub. Zero values take the defaults noted.
@@ -99,6 +113,8 @@ var (
 	mEventsBatch     = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="state_batch"`)
 	mEventsLifecycle = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="lifecycle"`)
 	mEventsLogout    = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="logout"`)
+	mEventsReadings  = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="readings_batch"`)
+	mEventsIoT       = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="iot_monitor"`)
 	mBatchEntries    = metrics.Default.NewCounter("fleetwire_state_batch_entries_total", "States delivered inside state_batch events.", "")
 	mMerged          = metrics.Default.NewCounter("fleetwire_events_merged_total", "State events merged into a later state for a lagging client.", "")
 	mDropped         = metrics.Default.NewCounter("fleetwire_events_dropped_total", "Messages refused by a full client queue.", "")

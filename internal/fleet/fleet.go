@@ -127,6 +127,10 @@ type State struct {
 
 	ActualTrackUpdate time.Time
 
+	// ReadingsUpdate is when the sensor attributes (Additional) last
+	// changed. It is not part of the state's API shape.
+	ReadingsUpdate time.Time
+
 	// IngestedAt is when the message that produced this state reached the
 	// server. It is not part of the API shape; it measures ingest-to-client
 	// latency.

@@ -74,6 +74,7 @@ func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	r.states[id] = s
 	r.dirty[id] = struct{}{}
 	r.mu.Unlock()
+	r.record(id, messageOf(f, at, f.ReceivedAt))
 	r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s})
 	return s, nil
 }
@@ -150,6 +151,7 @@ func (r *Registry) next(prev *fleet.State, t *fleet.Tracker, f *Fix, at time.Tim
 			add[k] = fleet.Additional{Value: v, Updated: at}
 		}
 		s.Additional = add
+		s.ReadingsUpdate = at
 	}
 
 	movement := s.MovementStatus

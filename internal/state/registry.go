@@ -96,6 +96,9 @@ type Registry struct {
 	// pub orders each tracker's messages on the bus: it is held across
 	// computing a change and publishing it, while mu is not.
 	pub [64]sync.Mutex
+
+	histMu sync.Mutex
+	hist   map[int64]*history
 }
 
 func (r *Registry) pubLock(id int64) *sync.Mutex { return &r.pub[uint64(id)%uint64(len(r.pub))] }
@@ -109,6 +112,7 @@ func New(st store.Store, b bus.Bus, opts Options) *Registry {
 		byDevice: make(map[string]int64),
 		states:   make(map[int64]*fleet.State),
 		dirty:    make(map[int64]struct{}),
+		hist:     make(map[int64]*history),
 	}
 }
 
