@@ -44,8 +44,8 @@ type Client struct {
 	zone   string
 	hashes []string
 
-	state   map[int64]bool // tracker id → compact format
-	batches [3]*batchSub   // by batch kind: state_batch, readings_batch, iot_monitor
+	state   map[int64]bool     // tracker id → compact format
+	batches [3]*batchSub       // by batch kind: state_batch, readings_batch, iot_monitor
 	lag     map[int64]struct{} // trackers with merged state events to send
 
 	overSince   time.Time
