@@ -142,6 +142,9 @@ func newAPI(a authService, reg registry, opts Options) *API {
 		"tracker/read":       {fn: x.trackerRead},
 		"tracker/get_state":  {fn: x.trackerGetState},
 		"tracker/get_states": {fn: x.trackerGetStates},
+
+		"tracker/readings/list":       {fn: x.trackerReadingsList},
+		"tracker/readings/batch_list": {fn: x.trackerReadingsBatchList},
 	}
 	x.handler = http.HandlerFunc(x.serve)
 	return x
