@@ -1,0 +1,70 @@
+package atmosphere
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configure a Server. Zero values take the defaults.
+type Options struct {
+	// Heartbeat is how often the server writes the padding `X` on an idle
+	// connection (default 60s; negative disables). A client's
+	// X-Heartbeat-Server wish (seconds) is honoured only when it is longer,
+	// or 0, which disables heartbeats for that connection.
+	Heartbeat time.Duration
+	// ClientHeartbeat is how often the client should send `X` to the
+	// server, announced in the handshake (default 0: never).
+	ClientHeartbeat time.Duration
+	// SessionGrace is how long a session without an attached transport is
+	// kept before it is closed (default 60s).
+	SessionGrace time.Duration
+	// LongPollTimeout is the longest a long-poll GET is held (default 30s).
+	LongPollTimeout time.Duration
+	// IdleTimeout closes a WebSocket that received nothing (no frame, no
+	// pong) for this long (default 0: never).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds every write to a client (default 10s).
+	WriteTimeout time.Duration
+	// Logger receives diagnostics (default slog.Default()).
+	Logger *slog.Logger
+}
+
+const (
+	defaultHeartbeat       = 60 * time.Second
+	defaultSessionGrace    = 60 * time.Second
+	defaultLongPollTimeout = 30 * time.Second
+	defaultWriteTimeout    = 10 * time.Second
+
+	// maxMessage bounds a client message: a WebSocket frame or a POST body.
+	maxMessage = 64 << 10
+	// paddingLen is the whitespace written first on streaming responses for
+	// legacy clients.
+	paddingLen = 2048
+	// drainBatch is how many messages a streaming transport takes at once.
+	drainBatch = 64
+)
+
+func (o Options) withDefaults() Options {
+	if o.Heartbeat == 0 {
+		o.Heartbeat = defaultHeartbeat
+	}
+	if o.ClientHeartbeat < 0 {
+		o.ClientHeartbeat = 0
+	}
+	if o.SessionGrace <= 0 {
+		o.SessionGrace = defaultSessionGrace
+	}
+	if o.LongPollTimeout <= 0 {
+		o.LongPollTimeout = defaultLongPollTimeout
+	}
+	if o.IdleTimeout < 0 {
+		o.IdleTimeout = 0
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

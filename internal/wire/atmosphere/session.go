@@ -1,0 +1,264 @@
+package atmosphere
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/outbox"
+)
+
+// errGone is returned by attach when the session was removed meanwhile.
+var errGone = errors.New("atmosphere: session gone")
+
+// kickAfter is how long a new attachment waits for the one it replaces to
+// finish on its own before that one's connection is cut.
+const kickAfter = time.Second
+
+// session is one tracking id: the application session, the transport
+// attached at the moment, and the numbering and replay ring of the
+// messages delivered so far.
+//
+// # Acknowledged delivery
+//
+// Every application message a session hands to a transport gets the next
+// number (1, 2, 3, …; the handshake and heartbeats are not counted) and is
+// kept in a replay ring bounded like the outbox (by default 4096 messages
+// or 16 MiB, the oldest dropped first). A write that succeeded into a
+// socket that then died is lost without any sign, so a client that wants
+// zero loss counts the application messages it received on its tracking
+// id and sends the count as the query parameter X-Fleetwire-Received=<n>
+// on every GET or WebSocket (re)attach. The server then first re-sends the
+// messages numbered above n that the ring still holds, in order, then
+// carries on with the outbox; the messages up to n are dropped from the
+// ring. If the ring no longer reaches back to n+1 it sends what it has and
+// logs the gap. An attachment opened with the parameter never puts
+// messages back into the outbox: whatever was taken is in the ring.
+//
+// Without the parameter the session behaves as plain Atmosphere: messages
+// come from the outbox only, and the messages of a write that failed go
+// back to the front of the outbox (and lose their numbers), so they are
+// sent again on the next attach.
+type session struct {
+	id  string
+	srv *Server
+	app Session
+	q   *outbox.Queue
+
+	mu        sync.Mutex
+	cur       *attachment
+	idleSince time.Time // when the last transport detached; zero while attached
+	removed   bool
+	seq       uint64 // number of the last message delivered
+	ring      ring
+
+	closeOnce sync.Once
+}
+
+// attachment is one transport connection carrying a session.
+type attachment struct {
+	transport string
+	// kick cuts the connection, unblocking a write in progress. May be nil.
+	kick func()
+	// ack is set when the client acknowledged with X-Fleetwire-Received.
+	ack bool
+	// replay holds the ring messages still to re-send; guarded by the
+	// session's mu.
+	replay  []delivery
+	counted bool
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by detach
+	code     int           // close code and reason, set before stop is closed
+	reason   string
+	done     chan struct{} // closed by release, once the transport stopped delivering
+}
+
+func newAttachment(transport string, kick func()) *attachment {
+	return &attachment{transport: transport, kick: kick, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// detach asks the transport to end, with a WebSocket close code and reason.
+// The first call wins.
+func (a *attachment) detach(code int, reason string) {
+	a.stopOnce.Do(func() {
+		a.code, a.reason = code, reason
+		close(a.stop)
+	})
+}
+
+func (a *attachment) stopped() bool {
+	select {
+	case <-a.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func newSession(srv *Server, id string, app Session) *session {
+	q := app.Outbox()
+	return &session{id: id, srv: srv, app: app, q: q, idleSince: time.Now(), ring: newRing(q.Limits())}
+}
+
+// attach makes a the session's transport, detaching the previous one and
+// waiting until it no longer delivers. With an acknowledgement, the
+// messages the client missed are queued for re-sending on a.
+func (s *session) attach(a *attachment, p params) error {
+	s.mu.Lock()
+	if s.removed {
+		s.mu.Unlock()
+		return errGone
+	}
+	old := s.cur
+	s.cur = a
+	s.idleSince = time.Time{}
+	s.mu.Unlock()
+	a.counted = true
+	connGauge(a.transport).Add(1)
+	if old != nil {
+		old.detach(1000, "replaced by a newer connection")
+		t := time.NewTimer(kickAfter)
+		select {
+		case <-old.done:
+		case <-t.C:
+			if old.kick != nil {
+				old.kick()
+			}
+			<-old.done
+		}
+		t.Stop()
+	}
+	if p.hasReceived {
+		s.mu.Lock()
+		a.ack = true
+		s.prepareReplay(a, p.received)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// prepareReplay queues on a the ring messages numbered above n. Callers
+// hold s.mu.
+func (s *session) prepareReplay(a *attachment, n uint64) {
+	log := s.srv.log
+	if n > s.seq {
+		log.Warn("atmosphere: client acknowledged more messages than were sent",
+			"tracking_id", s.id, "received", n, "sent", s.seq)
+		n = s.seq
+	}
+	if n < s.seq {
+		if first := s.ring.first(); first == 0 || first > n+1 {
+			log.Warn("atmosphere: replay ring no longer holds every missed message",
+				"tracking_id", s.id, "received", n, "sent", s.seq, "oldest_kept", first)
+		}
+	}
+	a.replay = s.ring.after(n)
+	s.ring.dropThrough(n)
+	if len(a.replay) > 0 {
+		mReplayed.Add(uint64(len(a.replay)))
+		log.Debug("atmosphere: replaying", "tracking_id", s.id, "from", a.replay[0].seq, "count", len(a.replay))
+	}
+}
+
+// release ends a's attachment: the transport no longer writes.
+func (s *session) release(a *attachment) {
+	s.mu.Lock()
+	if s.cur == a {
+		s.cur = nil
+		s.idleSince = time.Now()
+	}
+	s.mu.Unlock()
+	if a.counted {
+		connGauge(a.transport).Add(-1)
+	}
+	close(a.done)
+}
+
+// take returns the next messages to write on a: pending replays first,
+// then up to max (all when max <= 0) messages from the outbox, which are
+// numbered and kept in the ring. A detached attachment gets nothing.
+func (s *session) take(a *attachment, max int) []delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.stopped() {
+		return nil
+	}
+	var out []delivery
+	if len(a.replay) > 0 {
+		n := len(a.replay)
+		if max > 0 && n > max {
+			n = max
+		}
+		out = append(out, a.replay[:n]...)
+		a.replay = a.replay[n:]
+		if len(a.replay) == 0 {
+			a.replay = nil
+		}
+		if max > 0 {
+			if max -= n; max == 0 {
+				return out
+			}
+		}
+	}
+	msgs := s.q.Drain(nil, max)
+	for _, m := range msgs {
+		s.seq++
+		d := delivery{seq: s.seq, msg: m}
+		s.ring.push(d)
+		out = append(out, d)
+	}
+	return out
+}
+
+// undeliver handles messages a took but could not write. With an
+// acknowledgement they stay in the ring for the client's next attach;
+// otherwise they go back to the front of the outbox and give their
+// numbers back.
+func (s *session) undeliver(a *attachment, ds []delivery) {
+	if a.ack || len(ds) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ds[len(ds)-1].seq != s.seq {
+		// Cannot happen while one transport delivers at a time; keep the
+		// numbering intact rather than renumber.
+		s.srv.log.Error("atmosphere: undelivered messages are not the latest", "tracking_id", s.id)
+		return
+	}
+	msgs := make([][]byte, len(ds))
+	for i, d := range ds {
+		msgs[i] = d.msg
+	}
+	s.ring.dropFrom(ds[0].seq)
+	s.seq = ds[0].seq - 1
+	s.q.Unread(msgs)
+}
+
+// ended reports whether the application closed the outbox and everything
+// in it was taken.
+func (s *session) ended() (bool, int, string) {
+	closed, code, reason := s.q.Closed()
+	if !closed || s.q.Len() > 0 {
+		return false, 0, ""
+	}
+	return true, code, reason
+}
+
+// idleFor reports how long the session has had no transport (0 while one
+// is attached).
+func (s *session) idleFor(now time.Time) time.Duration {
+	if s.cur != nil || s.idleSince.IsZero() {
+		return 0
+	}
+	return now.Sub(s.idleSince)
+}
+
+// closeApp closes the application session once.
+func (s *session) closeApp() {
+	s.closeOnce.Do(func() {
+		s.app.Close()
+		mSessions.Add(-1)
+	})
+}
