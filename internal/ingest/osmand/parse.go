@@ -321,19 +321,8 @@ func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if c := s[0]; c >= '0' && c <= '9' && !strings.ContainsAny(s, "-:T ") {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-			return time.Time{}, invalid("timestamp")
-		}
-		if v > 1e12 {
-			v /= 1000
-		}
-		if v > maxUnix {
-			return time.Time{}, invalid("timestamp")
-		}
-		sec, frac := math.Modf(v)
-		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
+	if t, ok, err := parseUnix(s); ok {
+		return t, err
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -348,6 +337,44 @@ func parseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, invalid("timestamp")
+}
+
+// parseUnix reads "seconds[.fraction]", taken as milliseconds when the
+// whole part is above 1e12. ok is false when s is not of that shape.
+func parseUnix(s string) (t time.Time, ok bool, err error) {
+	whole, frac, _ := strings.Cut(s, ".")
+	if whole == "" || !digits(whole) || !digits(frac) {
+		return time.Time{}, false, nil
+	}
+	if len(whole) > 15 {
+		return time.Time{}, true, invalid("timestamp")
+	}
+	n, _ := strconv.ParseInt(whole, 10, 64)
+	unit := int64(time.Second)
+	if n > 1e12 {
+		unit = int64(time.Millisecond)
+	}
+	var sub int64 // nanoseconds of the fraction
+	for i, scale := 0, unit/10; i < len(frac) && scale > 0; i, scale = i+1, scale/10 {
+		sub += int64(frac[i]-'0') * scale
+	}
+	sec, nsec := n, sub
+	if unit == int64(time.Millisecond) {
+		sec, nsec = n/1000, (n%1000)*int64(time.Millisecond)+sub
+	}
+	if sec > maxUnix {
+		return time.Time{}, true, invalid("timestamp")
+	}
+	return time.Unix(sec, nsec).UTC(), true, nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // jsonBody is the JSON form newer Traccar Client versions (9.0 and later)
