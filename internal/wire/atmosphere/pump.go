@@ -35,6 +35,8 @@ type loop struct {
 	once bool
 	// max is the most messages taken per batch (0: all).
 	max int
+	// noWait ends the loop with endTimeout when there is nothing to send.
+	noWait bool
 	// dead is closed when the connection is known to be gone.
 	dead <-chan struct{}
 }
@@ -74,6 +76,9 @@ func (s *session) pump(a *attachment, w writer, l loop) end {
 		if done, _, _ := s.ended(); done {
 			return endClosed
 		}
+		if l.noWait {
+			return endTimeout
+		}
 		select {
 		case <-s.q.Ready():
 		case <-s.q.Done():
@@ -102,4 +107,3 @@ func (srv *Server) handshake(id string) []byte {
 	b = strconv.AppendInt(b, srv.opts.ClientHeartbeat.Milliseconds(), 10)
 	return append(b, "|X|"...)
 }
-
