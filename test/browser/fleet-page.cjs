@@ -1,0 +1,195 @@
+'use strict';
+// Drives the live fleet page in headless Chromium: signs in, waits for the
+// tracker table, moves one device over the OsmAnd ingest and checks that
+// the page follows, opens the tracker's details and saves a screenshot.
+// Prints one JSON line with the outcome; exits non-zero on failure.
+// The environment it reads is described in README.md.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const env = process.env;
+const BASE = (env.FLEETWIRE_URL || '').replace(/\/+$/, '');
+const OSMAND = (env.FLEETWIRE_OSMAND_URL || '').replace(/\/+$/, '');
+const LOGIN = env.FLEETWIRE_LOGIN || '';
+const PASSWORD = env.FLEETWIRE_PASSWORD || '';
+const TRACKER = env.FLEETWIRE_TRACKER || '';
+const DEVICE = env.FLEETWIRE_DEVICE || '';
+const TRANSPORT = env.TRANSPORT || 'websocket';
+const ARTIFACTS = env.FLEETWIRE_ARTIFACTS || path.join(__dirname, '..', 'artifacts');
+const MOVES = Math.max(1, Number(env.MOVES || 3));
+const MOVE_TIMEOUT_MS = Number(env.MOVE_TIMEOUT_MS || 10000);
+const TOTAL_TIMEOUT_MS = Number(env.TOTAL_TIMEOUT_MS || 90000);
+const EPS = 1e-6;
+
+const out = {
+  ok: false,
+  transport: TRANSPORT,
+  transportUsed: null,
+  status: null,
+  tracker: TRACKER,
+  start: null,
+  moves: [],
+  details: false,
+  dotClicked: false,
+  screenshot: null,
+  errors: []
+};
+
+function finish(code) {
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(code);
+}
+
+function fail(msg) {
+  const err = new Error(msg);
+  err.expected = true;
+  throw err;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function report(lat, lon, ts) {
+  const url = OSMAND + '/?id=' + encodeURIComponent(DEVICE) +
+    '&lat=' + lat.toFixed(6) + '&lon=' + lon.toFixed(6) +
+    '&speed=20&timestamp=' + ts;
+  const resp = await fetch(url);
+  if (!resp.ok) fail('OsmAnd report answered HTTP ' + resp.status + ': ' + (await resp.text()).slice(0, 200));
+}
+
+async function main() {
+  for (const [k, v] of Object.entries({ FLEETWIRE_URL: BASE, FLEETWIRE_OSMAND_URL: OSMAND, FLEETWIRE_LOGIN: LOGIN, FLEETWIRE_TRACKER: TRACKER, FLEETWIRE_DEVICE: DEVICE })) {
+    if (!v) fail(k + ' is not set');
+  }
+  if (!['websocket', 'long-polling', 'streaming', 'sse'].includes(TRANSPORT)) fail('unknown TRANSPORT ' + TRANSPORT);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+  const browser = await chromium.launch({
+    executablePath: env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  });
+  let page = null;
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    page.on('pageerror', (e) => out.errors.push('page error: ' + e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') out.errors.push('console: ' + m.text());
+    });
+    page.setDefaultTimeout(15000);
+
+    await page.goto(BASE + '/', { waitUntil: 'load' });
+    if (TRANSPORT) await page.selectOption('#transport', TRANSPORT);
+    await page.fill('#login', LOGIN);
+    await page.fill('#password', PASSWORD);
+    await page.click('#signin');
+
+    const row = page.locator('table#trackers tbody tr[data-tracker-id="' + TRACKER + '"]');
+    try {
+      await row.waitFor({ state: 'visible' });
+    } catch (e) {
+      const loginError = await page.locator('#login-error').textContent().catch(() => '');
+      fail('tracker row ' + TRACKER + ' did not appear' + (loginError ? ': ' + loginError : ''));
+    }
+    // The subscription is up once the badge says open.
+    await page.waitForFunction(() => {
+      const s = document.getElementById('status');
+      return s && s.dataset.state === 'open';
+    }, null, { timeout: 15000 }).catch(() => fail('status never became open'));
+    out.status = (await page.textContent('#status')).trim();
+    out.transportUsed = await page.getAttribute('#status', 'data-transport');
+    if (!out.status.includes(TRANSPORT) || out.transportUsed !== TRANSPORT) {
+      fail('status shows "' + out.status + '", not the ' + TRANSPORT + ' transport');
+    }
+
+    const lat0 = Number(await row.getAttribute('data-lat'));
+    const lng0 = Number(await row.getAttribute('data-lng'));
+    const hasStart = (await row.getAttribute('data-lat')) !== null;
+    out.start = hasStart ? { lat: lat0, lng: lng0 } : null;
+    const base = hasStart ? { lat: lat0, lng: lng0 } : { lat: 52.52, lng: 13.405 };
+
+    let ts = Math.floor(Date.now() / 1000);
+    let last = null;
+    for (let i = 1; i <= MOVES; i++) {
+      const lat = base.lat + 0.0013 * i;
+      const lng = base.lng + 0.0021 * i;
+      ts = Math.max(ts + 1, Math.floor(Date.now() / 1000));
+      const t0 = Date.now();
+      await report(lat, lng, ts);
+      const moved = await page.waitForFunction(({ id, lat, lng, eps }) => {
+        const r = document.querySelector('table#trackers tbody tr[data-tracker-id="' + id + '"]');
+        const d = document.querySelector('#map g.tracker[data-tracker-id="' + id + '"]');
+        const near = (e) => e && Math.abs(Number(e.dataset.lat) - lat) < eps && Math.abs(Number(e.dataset.lng) - lng) < eps;
+        const cells = r && r.querySelector('td.lat') && Math.abs(Number(r.querySelector('td.lat').textContent) - lat) < eps;
+        return near(r) && near(d) && cells;
+      }, { id: TRACKER, lat, lng, eps: EPS }, { timeout: MOVE_TIMEOUT_MS, polling: 50 }).then(() => true, () => false);
+      const ms = Date.now() - t0;
+      out.moves.push({ lat: +lat.toFixed(6), lng: +lng.toFixed(6), ms, seen: moved });
+      if (!moved) {
+        const seen = { lat: await row.getAttribute('data-lat'), lng: await row.getAttribute('data-lng') };
+        fail('tracker did not move to ' + lat.toFixed(6) + ',' + lng.toFixed(6) + ' within ' + MOVE_TIMEOUT_MS + ' ms (row shows ' + seen.lat + ',' + seen.lng + ')');
+      }
+      last = { lat, lng };
+    }
+
+    // Let the dot's move animation end before clicking it.
+    await sleep(900);
+    const dot = page.locator('#map g.tracker[data-tracker-id="' + TRACKER + '"] circle.body');
+    await dot.dispatchEvent('click');
+    out.dotClicked = await page.locator('#details[data-tracker-id="' + TRACKER + '"]').isVisible();
+
+    await row.click();
+    const details = page.locator('#details');
+    await details.waitFor({ state: 'visible' });
+    const shown = await page.evaluate(() => {
+      const d = document.getElementById('details');
+      const pre = d.querySelector('pre.state-json');
+      let state = null;
+      try { state = JSON.parse(pre.textContent); } catch (e) { /* reported below */ }
+      return { id: d.dataset.trackerId, state, text: d.textContent };
+    });
+    if (shown.id !== TRACKER) fail('details show tracker ' + shown.id + ', not ' + TRACKER);
+    if (!shown.state || !shown.state.gps || !shown.state.gps.location) fail('details hold no state JSON with a location');
+    const loc = shown.state.gps.location;
+    if (Math.abs(loc.lat - last.lat) > EPS || Math.abs(loc.lng - last.lng) > EPS) {
+      fail('details show ' + loc.lat + ',' + loc.lng + ', not the last position ' + last.lat + ',' + last.lng);
+    }
+    for (const field of ['connection_status', 'movement_status', 'last_update']) {
+      if (!(field in shown.state)) fail('details state lacks ' + field);
+    }
+    out.details = true;
+
+    out.screenshot = path.join(ARTIFACTS, 'fleet-page-' + TRANSPORT + '.png');
+    await page.screenshot({ path: out.screenshot, fullPage: true });
+
+    const pageErrors = out.errors.filter((e) => e.startsWith('page error'));
+    if (pageErrors.length) fail(pageErrors[0]);
+    out.ok = true;
+  } finally {
+    if (page && !out.screenshot) {
+      // A failure leaves a picture of where the page stood.
+      const shot = path.join(ARTIFACTS, 'fleet-page-' + TRANSPORT + '.png');
+      if (await page.screenshot({ path: shot, fullPage: true }).then(() => true, () => false)) out.screenshot = shot;
+    }
+    await browser.close().catch(() => {});
+  }
+}
+
+const guard = setTimeout(() => {
+  out.errors.push('timed out after ' + TOTAL_TIMEOUT_MS + ' ms');
+  finish(1);
+}, TOTAL_TIMEOUT_MS);
+
+main().then(() => {
+  clearTimeout(guard);
+  finish(0);
+}, (e) => {
+  clearTimeout(guard);
+  out.errors.unshift(e.expected ? e.message : (e.stack || String(e)));
+  finish(1);
+});
