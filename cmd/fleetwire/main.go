@@ -82,6 +82,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 0, "client heartbeat period announced in the Atmosphere handshake (0: clients send none)")
 	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
 	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")
+	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON instead of text")
 	if name == "demo" {

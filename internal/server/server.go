@@ -25,6 +25,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
 	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
+	"github.com/fleetwire/fleetwire/web"
 )
 
 // Config is everything the server is started with. Zero values take the
@@ -60,6 +61,10 @@ type Config struct {
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
 	Events events.Options
+	// TileURL is a raster map tile URL template for the fleet page
+	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
+	// offline map.
+	TileURL string
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -130,6 +135,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
 	s.Bus.Subscribe(s.Hub.HandleBus)
+	metrics.RegisterRuntime(metrics.Default)
 
 	s.atmo = atmosphere.NewServer(hubHandler{s.Hub}, atmosphere.Options{
 		Heartbeat:       cfg.Heartbeat,
@@ -287,6 +293,9 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", metrics.Default.Handler())
+	page := web.New(web.Options{TileURL: s.cfg.TileURL})
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /static/", page)
 	mux.Handle("/", restAPI)
 	return mux
 }
