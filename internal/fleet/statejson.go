@@ -182,9 +182,8 @@ func appendFloat(dst []byte, f float64) []byte {
 }
 
 func appendBools(dst []byte, bs []bool) []byte {
-	if bs == nil {
-		return append(dst, "null"...)
-	}
+	// A device without discrete I/O has empty lists, never null: clients
+	// index these arrays without checking.
 	dst = append(dst, '[')
 	for i, b := range bs {
 		if i > 0 {

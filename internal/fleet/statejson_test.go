@@ -38,8 +38,11 @@ func TestAppendStateShape(t *testing.T) {
 	if m["last_update"] != "2026-01-02 04:04:05" {
 		t.Errorf("last_update %v, want Berlin time", m["last_update"])
 	}
-	if m["gsm"] != nil || m["outputs"] != nil {
-		t.Errorf("absent gsm/outputs must be null: %v %v", m["gsm"], m["outputs"])
+	if m["gsm"] != nil {
+		t.Errorf("absent gsm must be null: %v", m["gsm"])
+	}
+	if out, ok := m["outputs"].([]any); !ok || len(out) != 0 {
+		t.Errorf("absent outputs must be []: %v", m["outputs"])
 	}
 	if lat := m["gps"].(map[string]any)["location"].(map[string]any)["lat"]; lat != -80.00012 {
 		t.Errorf("lat %v lost precision", lat)
