@@ -119,6 +119,9 @@ func (l *cutListener) cut() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range l.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // reset: data in flight is lost
+		}
 		_ = c.Close()
 	}
 	l.conns = nil

@@ -1,9 +1,14 @@
 package atmosphere
 
 import (
+	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestWebSocketHandshake(t *testing.T) {
@@ -51,5 +56,226 @@ func TestWebSocketEchoAndPaddingSwallowed(t *testing.T) {
 	}
 	if got := s.receivedMsgs(); strings.Join(got, ",") != "ping,pong" {
 		t.Fatalf("received %q", got)
+	}
+}
+
+func TestWebSocketReattachWithoutHandshake(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	id := splitHandshake(t, read(t, c), "0")
+	s := e.nextOpened()
+	_ = c.Close()
+	waitFor(t, "detach", func() bool { return connGauge(tWebSocket).Value() == 0 })
+	s.Push(t, "while away")
+
+	c2 := e.dial(hTrackingID, id, hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	if got := read(t, c2); got != "while away" {
+		t.Fatalf("first frame after reattach %q", got)
+	}
+	select {
+	case o := <-e.h.opened:
+		t.Fatalf("reattach opened a new session %q", o.id)
+	default:
+	}
+
+	// Legacy clients get a whitespace frame first, which they drop.
+	_ = c2.Close()
+	waitFor(t, "detach", func() bool { return connGauge(tWebSocket).Value() == 0 })
+	c3 := e.dial(hTrackingID, id, hTransport, "websocket", hProtocol, "true", hFramework, "2.3.8-javascript")
+	if got := read(t, c3); strings.TrimSpace(got) != "" {
+		t.Fatalf("legacy reattach frame %q", got)
+	}
+	s.Push(t, "next")
+	if got := read(t, c3); got != "next" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestWebSocketUnknownIDKeepsIt(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "b623a15d-0000-4000-8000-000000000001", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	s := e.nextOpened()
+	if s.id != "b623a15d-0000-4000-8000-000000000001" {
+		t.Fatalf("opened under %q", s.id)
+	}
+	s.Push(t, "hi")
+	if got := read(t, c); got != "hi" {
+		t.Fatalf("first frame %q (no handshake expected)", got)
+	}
+	if _, _, err := websocket.DefaultDialer.Dial(e.wsURL(hTrackingID, "bad id|x", hTransport, "websocket"), nil); err == nil {
+		t.Fatal("invalid tracking id accepted")
+	}
+}
+
+func TestWebSocketReplacedByNewConnection(t *testing.T) {
+	e := newEnv(t, Options{})
+	c1 := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	id := splitHandshake(t, read(t, c1), "0")
+	s := e.nextOpened()
+	c2 := e.dial(hTrackingID, id, hTransport, "websocket", hFramework, "5.0.7")
+	if code, _ := readClose(t, c1); code != websocket.CloseNormalClosure {
+		t.Fatalf("old connection closed with %d", code)
+	}
+	s.Push(t, "to the new one")
+	if got := read(t, c2); got != "to the new one" {
+		t.Fatalf("got %q", got)
+	}
+	if s.isClosed() {
+		t.Fatal("session closed by a reattach")
+	}
+}
+
+func TestWebSocketHeartbeat(t *testing.T) {
+	e := newEnv(t, Options{Heartbeat: 50 * time.Millisecond})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hTrackSize, "true", hFramework, "5.0.7")
+	read(t, c)
+	if got := read(t, c); got != "X" {
+		t.Fatalf("heartbeat %q", got)
+	}
+	// X-Heartbeat-Server=0 turns heartbeats off.
+	c2 := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hHeartbeat, "0", hFramework, "5.0.7")
+	read(t, c2)
+	_ = c2.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, b, err := c2.ReadMessage(); err == nil {
+		t.Fatalf("unexpected frame %q", b)
+	}
+}
+
+func TestHeartbeatPeriod(t *testing.T) {
+	for _, c := range []struct {
+		conf time.Duration
+		hdr  string
+		want time.Duration
+	}{
+		{60 * time.Second, "", 60 * time.Second},
+		{60 * time.Second, "30", 60 * time.Second},
+		{60 * time.Second, "90", 90 * time.Second},
+		{60 * time.Second, "0", 0},
+		{60 * time.Second, "junk", 60 * time.Second},
+		{-1, "90", 0},
+	} {
+		if got := (params{heartbeat: c.hdr}).heartbeatPeriod(c.conf); got != c.want {
+			t.Errorf("heartbeatPeriod(%v, %q) = %v, want %v", c.conf, c.hdr, got, c.want)
+		}
+	}
+}
+
+func TestWebSocketTrackMessageLength(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hTrackSize, "true", hFramework, "5.0.7")
+	read(t, c)
+	s := e.nextOpened()
+	for _, m := range []struct{ msg, want string }{{"é", "1|é"}, {"😀", "2|😀"}, {"a|b", "3|a|b"}, {"x😀é|", "5|x😀é|"}} {
+		s.Push(t, m.msg)
+		if got := read(t, c); got != m.want {
+			t.Fatalf("got %q, want %q", got, m.want)
+		}
+	}
+}
+
+func TestWebSocketOutboxClose(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	id := splitHandshake(t, read(t, c), "0")
+	s := e.nextOpened()
+	s.Push(t, "last words")
+	s.q.Close(4001, "queue full")
+	if got := read(t, c); got != "last words" {
+		t.Fatalf("got %q", got)
+	}
+	code, text := readClose(t, c)
+	if code != 4001 || text != "queue full" {
+		t.Fatalf("close %d %q", code, text)
+	}
+	waitFor(t, "session removed", func() bool { return e.srv.lookup(id) == nil })
+	if !s.isClosed() {
+		t.Fatal("Session.Close not called")
+	}
+}
+
+func TestShutdownClosesWebSockets(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	read(t, c)
+	s := e.nextOpened()
+	_, r := e.stream(hTrackingID, "0", hTransport, "streaming", hProtocol, "true", hFramework, "5.0.7")
+	readN(t, r, 41)
+	codes := make(chan int, 1)
+	go func() {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := c.ReadMessage()
+			if err == nil {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !asCloseError(err, &ce) || ce.Text != "server shutting down" {
+				codes <- -1
+				return
+			}
+			codes <- ce.Code
+			return
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-codes; code != websocket.CloseGoingAway {
+		t.Fatalf("close code %d", code)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("stream not ended: %v", err)
+	}
+	if !s.isClosed() {
+		t.Fatal("session not closed")
+	}
+	resp, _ := e.get(hTrackingID, "0", hTransport, "long-polling")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("after shutdown: %d", resp.StatusCode)
+	}
+}
+
+func TestWebSocketOversizeFrame(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	read(t, c)
+	if err := c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("a", maxMessage+1))); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := readClose(t, c); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close code %d", code)
+	}
+	// A frame at the limit is fine, and the server serves others.
+	c2 := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	read(t, c2)
+	big := strings.Repeat("b", maxMessage)
+	if err := c2.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, c2); got != big {
+		t.Fatalf("echo of %d bytes: %d bytes", len(big), len(got))
+	}
+}
+
+func TestWebSocketCompression(t *testing.T) {
+	e := newEnv(t, Options{})
+	d := websocket.Dialer{EnableCompression: true}
+	c, resp, err := d.Dial(e.wsURL(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ext := resp.Header.Get("Sec-Websocket-Extensions"); !strings.Contains(ext, "permessage-deflate") {
+		t.Fatalf("extensions %q", ext)
+	}
+	read(t, c)
+	msg := strings.Repeat("compressible ", 1000)
+	if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, c); got != msg {
+		t.Fatal("echo differs")
 	}
 }
