@@ -232,6 +232,11 @@ func (r *Registry) CreateTracker(ctx context.Context, t *fleet.Tracker) (*fleet.
 // on unblock it also publishes the current state, which subscribers get at
 // once.
 func (r *Registry) SetBlocked(ctx context.Context, id int64, blocked bool) error {
+	// Look the tracker up under its publish lock, so that a concurrent
+	// Delete or SetBlocked is either fully before or fully after.
+	pub := r.pubLock(id)
+	pub.Lock()
+	defer pub.Unlock()
 	r.mu.RLock()
 	t, ok := r.trackers[id]
 	r.mu.RUnlock()
@@ -241,9 +246,6 @@ func (r *Registry) SetBlocked(ctx context.Context, id int64, blocked bool) error
 	if t.Blocked == blocked {
 		return nil
 	}
-	pub := r.pubLock(id)
-	pub.Lock()
-	defer pub.Unlock()
 	if err := r.st.SetTrackerBlocked(ctx, id, blocked); err != nil {
 		return fmt.Errorf("set blocked: %w", err)
 	}
@@ -268,15 +270,15 @@ func (r *Registry) SetBlocked(ctx context.Context, id int64, blocked bool) error
 // Delete marks a tracker deleted (corrupted): it disappears from lists, its
 // device id is freed and subscribers get a corrupt lifecycle event.
 func (r *Registry) Delete(ctx context.Context, id int64) error {
+	pub := r.pubLock(id)
+	pub.Lock()
+	defer pub.Unlock()
 	r.mu.RLock()
 	t, ok := r.trackers[id]
 	r.mu.RUnlock()
 	if !ok {
 		return ErrNotFound
 	}
-	pub := r.pubLock(id)
-	pub.Lock()
-	defer pub.Unlock()
 	if err := r.st.DeleteTracker(ctx, id); err != nil {
 		return fmt.Errorf("delete tracker: %w", err)
 	}
