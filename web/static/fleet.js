@@ -443,6 +443,8 @@
         break;
     }
     updateEntry(e);
+    mapView.touch(e);
+    if (app.selected === e.id) renderDetails();
     if (d.lifecycle_event === 'unblock') loadStates([e.id]).catch(handleFailure);
   }
 
@@ -946,7 +948,7 @@
       });
       tileZoom = z;
       attribution.setAttribute('x', W - 4);
-      attribution.setAttribute('y', 12);
+      attribution.setAttribute('y', H - 18);
       attribution.textContent = /openstreetmap/i.test(TILE_URL) ? '© OpenStreetMap contributors' : 'Tiles: ' + hostOf(TILE_URL);
     }
 
