@@ -42,6 +42,10 @@
 //	    degrees, alt m, batt %, acc m); other types are ignored. The
 //	    device id is <device>; <user> is not used.
 //
+//	ngp/<device_id>                  a Navixy Generic Protocol message,
+//	    the protocol's own MQTT transport (see package ngp). The message's
+//	    device_id must equal <device_id>. Up to 8 MiB.
+//
 //	fleetwire/<device_id>/node/<path...>   node data for the topic bridge.
 //	    Not subscribed here and never ingested into state by this
 //	    package; the bridge handles it.
@@ -51,7 +55,8 @@
 //	fleetwire/<device_id>/cmd/<name>         commands
 //	fleetwire/<device_id>/node/<path>/set    node writes
 //
-// A payload is at most 64 KiB of UTF-8 JSON.
+// A payload on the fleetwire/ and owntracks/ topics is at most 64 KiB of
+// UTF-8 JSON.
 //
 // # Outcome of a message
 //
@@ -65,6 +70,8 @@
 //	error           the registry failed to apply it
 //	ignored         a valid message that carries no fix (OwnTracks other
 //	                than location)
+//	discarded       an NGP message older than the device's last message,
+//	                which the generic protocol discards
 //
 // Rejected messages are logged at debug level and otherwise dropped: a
 // broker has no way to answer the device.

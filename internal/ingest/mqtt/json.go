@@ -114,7 +114,7 @@ func (s *scanner) peek() byte {
 
 // object calls fn for each member of the object that is the whole of
 // payload. It stops at fn's first error.
-func object(payload []byte, fn func(key []byte, v *value) error) error {
+func object(payload []byte, fn func(key []byte, v value) error) error {
 	s := scanner{b: payload}
 	if err := s.members(fn); err != nil {
 		return err
@@ -125,7 +125,7 @@ func object(payload []byte, fn func(key []byte, v *value) error) error {
 	return nil
 }
 
-func (s *scanner) members(fn func(key []byte, v *value) error) error {
+func (s *scanner) members(fn func(key []byte, v value) error) error {
 	if s.peek() != '{' {
 		return errSyntax
 	}
@@ -160,7 +160,7 @@ func (s *scanner) members(fn func(key []byte, v *value) error) error {
 		if !s.value(&v, 0) {
 			return errSyntax
 		}
-		if err := fn(key, &v); err != nil {
+		if err := fn(key, v); err != nil {
 			return err
 		}
 		switch s.peek() {
@@ -176,7 +176,7 @@ func (s *scanner) members(fn func(key []byte, v *value) error) error {
 }
 
 // array calls fn for each element of the array v.
-func (v *value) array(fn func(e *value) error) error {
+func (v *value) array(fn func(e value) error) error {
 	if v.kind != kindArray {
 		return errSyntax
 	}
@@ -189,7 +189,7 @@ func (v *value) array(fn func(e *value) error) error {
 		if !s.value(&e, 1) {
 			return errSyntax
 		}
-		if err := fn(&e); err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 		switch s.peek() {

@@ -154,15 +154,15 @@ func (p *position) done() (*state.Fix, error) {
 
 // unixTime converts seconds since the epoch. Values too large to be
 // seconds in this era are taken as milliseconds.
+// Fractions are kept to the microsecond.
 func unixTime(f float64) (time.Time, bool) {
-	if f > 1e11 {
-		f /= 1000
-	}
-	if f <= 0 || f > 1e11 {
+	switch {
+	case f <= 0 || f >= 1e14:
 		return time.Time{}, false
+	case f > 1e11:
+		return time.UnixMicro(int64(math.Round(f * 1e3))).UTC(), true
 	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), true
+	return time.UnixMicro(int64(math.Round(f * 1e6))).UTC(), true
 }
 
 // fixTime reads "time": an RFC 3339 string or a unix time number.
@@ -202,7 +202,8 @@ func ParsePosition(device string, payload []byte, now time.Time) (*state.Fix, er
 	}
 	p := newPosition(device, now)
 	b := p.box
-	err := object(payload, func(key []byte, v *value) error {
+	err := object(payload, func(key []byte, vv value) error {
+		v := &vv
 		switch string(key) {
 		case "lat":
 			return p.lat(v, "lat")
@@ -249,7 +250,8 @@ func ParseOwnTracks(device string, payload []byte, now time.Time) (*state.Fix, e
 	// A field error matters only once the message is known to be a
 	// location: other message types reuse some names.
 	var fieldErr error
-	err := object(payload, func(key []byte, v *value) error {
+	err := object(payload, func(key []byte, vv value) error {
+		v := &vv
 		if err := p.ownTracksField(key, v, &typ, &hasType); err != nil && fieldErr == nil {
 			fieldErr = err
 		}
@@ -317,7 +319,8 @@ func ParseReadings(device string, payload []byte, now time.Time) (*state.Fix, er
 		return nil, bad("payload larger than %d bytes", MaxPayload)
 	}
 	f := &state.Fix{DeviceID: device, ReceivedAt: now}
-	err := object(payload, func(key []byte, v *value) error {
+	err := object(payload, func(key []byte, vv value) error {
+		v := &vv
 		if len(key) == 0 || len(key) > MaxNameLen {
 			return bad("sensor names must be 1 to %d bytes", MaxNameLen)
 		}
@@ -370,7 +373,8 @@ func ParseIO(device string, payload []byte, now time.Time) (*state.Fix, error) {
 		return nil, bad("payload larger than %d bytes", MaxPayload)
 	}
 	f := &state.Fix{DeviceID: device, ReceivedAt: now}
-	err := object(payload, func(key []byte, v *value) error {
+	err := object(payload, func(key []byte, vv value) error {
+		v := &vv
 		var dst *[]bool
 		switch string(key) {
 		case "inputs":
@@ -388,7 +392,7 @@ func ParseIO(device string, payload []byte, now time.Time) (*state.Fix, error) {
 			return bad("%s must be an array of booleans", key)
 		}
 		list := make([]bool, 0, 8)
-		err := v.array(func(e *value) error {
+		err := v.array(func(e value) error {
 			if e.kind != kindBool {
 				return bad("%s must be an array of booleans", key)
 			}

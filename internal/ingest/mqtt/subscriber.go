@@ -16,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
 )
@@ -83,6 +84,7 @@ var Subscriptions = []string{
 	"fleetwire/+/readings",
 	"fleetwire/+/io",
 	"owntracks/+/+",
+	ngp.MQTTTopic,
 }
 
 var errRunning = errors.New("mqtt: subscriber already running")
@@ -175,7 +177,7 @@ func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
 // reports whether the fix was applied.
 func (s *Subscriber) Ingest(ctx context.Context, topic string, payload []byte) bool {
 	now := s.now()
-	f, err := parseTopic(topic, payload, now)
+	f, isNGP, err := parseTopic(topic, payload, now)
 	switch {
 	case errors.Is(err, ErrIgnored):
 		mIgnored.Inc()
@@ -185,49 +187,74 @@ func (s *Subscriber) Ingest(ctx context.Context, topic string, payload []byte) b
 		s.log.Debug("bad message", "topic", topic, "err", err)
 		return false
 	}
-	if _, err := s.reg.Apply(ctx, f); err != nil {
-		switch {
-		case errors.Is(err, state.ErrUnknownDevice):
-			mUnknown.Inc()
-			s.log.Debug("unknown device", "topic", topic, "device", f.DeviceID)
-		case errors.Is(err, state.ErrBlocked):
-			mBlocked.Inc()
-			s.log.Debug("blocked device", "topic", topic, "device", f.DeviceID)
-		default:
-			mError.Inc()
-			s.log.Warn("apply fix", "topic", topic, "device", f.DeviceID, "err", err)
-		}
-		return false
+	if isNGP {
+		err = ngp.Apply(ctx, s.reg, f)
+	} else {
+		_, err = s.reg.Apply(ctx, f)
 	}
-	mAccepted.Inc()
-	return true
+	switch {
+	case err == nil:
+		mAccepted.Inc()
+		return true
+	case errors.Is(err, state.ErrUnknownDevice):
+		mUnknown.Inc()
+		s.log.Debug("unknown device", "topic", topic, "device", f.DeviceID)
+	case errors.Is(err, state.ErrBlocked):
+		mBlocked.Inc()
+		s.log.Debug("blocked device", "topic", topic, "device", f.DeviceID)
+	case errors.Is(err, ngp.ErrOutOfOrder):
+		mDiscarded.Inc()
+		s.log.Debug("out-of-order message discarded", "topic", topic, "device", f.DeviceID)
+	default:
+		mError.Inc()
+		s.log.Warn("apply fix", "topic", topic, "device", f.DeviceID, "err", err)
+	}
+	return false
 }
 
-// parseTopic routes a message by its topic to its parser.
-func parseTopic(topic string, payload []byte, now time.Time) (*state.Fix, error) {
+// parseTopic routes a message by its topic to its parser. isNGP tells a
+// generic protocol message, which is applied with ngp.Apply.
+func parseTopic(topic string, payload []byte, now time.Time) (f *state.Fix, isNGP bool, err error) {
 	root, rest, _ := strings.Cut(topic, "/")
 	switch root {
 	case "fleetwire":
 		device, kind, ok := strings.Cut(rest, "/")
 		if !ok || !validDevice(device) {
-			return nil, bad("topic %q has no device id", topic)
+			return nil, false, bad("topic %q has no device id", topic)
 		}
 		switch kind {
 		case "position":
-			return ParsePosition(device, payload, now)
+			f, err = ParsePosition(device, payload, now)
 		case "readings":
-			return ParseReadings(device, payload, now)
+			f, err = ParseReadings(device, payload, now)
 		case "io":
-			return ParseIO(device, payload, now)
+			f, err = ParseIO(device, payload, now)
+		default:
+			err = fmt.Errorf("%w: topic %q", ErrIgnored, topic)
 		}
+		return f, false, err
 	case "owntracks":
 		user, device, ok := strings.Cut(rest, "/")
 		if !ok || user == "" || !validDevice(device) {
-			return nil, bad("topic %q is not owntracks/<user>/<device>", topic)
+			return nil, false, bad("topic %q is not owntracks/<user>/<device>", topic)
 		}
-		return ParseOwnTracks(device, payload, now)
+		f, err = ParseOwnTracks(device, payload, now)
+		return f, false, err
+	case "ngp":
+		device, ok := ngp.DeviceFromTopic(topic)
+		if !ok {
+			return nil, true, bad("topic %q is not ngp/<device_id>", topic)
+		}
+		f, err = ngp.ParseMessage(payload, now)
+		if err != nil {
+			return nil, true, fmt.Errorf("%w: %w", ErrBadPayload, err)
+		}
+		if f.DeviceID != device {
+			return nil, true, bad("device_id %q differs from topic %q", f.DeviceID, topic)
+		}
+		return f, true, nil
 	}
-	return nil, fmt.Errorf("%w: topic %q", ErrIgnored, topic)
+	return nil, false, fmt.Errorf("%w: topic %q", ErrIgnored, topic)
 }
 
 func validDevice(id string) bool {
@@ -267,4 +294,5 @@ var (
 	mBlocked    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="blocked"`)
 	mError      = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="error"`)
 	mIgnored    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="ignored"`)
+	mDiscarded  = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="discarded"`)
 )
