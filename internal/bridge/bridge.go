@@ -171,6 +171,9 @@ type Bridge struct {
 	log      *slog.Logger
 	lookup   deviceLookup
 	upgrader websocket.Upgrader
+	// deviceTTL is how long a user's device list is trusted when Devices
+	// offers no direct lookup.
+	deviceTTL time.Duration
 
 	client atomic.Pointer[mqtt.Client]
 	ready  atomic.Bool // subscribed on the current broker connection
@@ -198,8 +201,7 @@ type deviceSet struct {
 	at  time.Time
 }
 
-// deviceCacheTTL is how long a user's device list is trusted when Devices
-// offers no direct lookup.
+// deviceCacheTTL is the default Bridge.deviceTTL.
 const deviceCacheTTL = 5 * time.Second
 
 // New returns a bridge. It serves connections at once; they receive device
@@ -211,6 +213,8 @@ func New(opts Options) *Bridge {
 		log:   opts.Logger,
 		users: make(map[int64]*userConns),
 		done:  make(chan struct{}),
+
+		deviceTTL: deviceCacheTTL,
 	}
 	b.lookup, _ = opts.Devices.(deviceLookup)
 	b.upgrader = websocket.Upgrader{
@@ -376,7 +380,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 // devices, from a list refreshed every deviceCacheTTL.
 func (b *Bridge) cachedOwns(uid int64, u *userConns, device string) bool {
 	s := u.devices.Load()
-	if s == nil || time.Since(s.at) > deviceCacheTTL {
+	if s == nil || time.Since(s.at) > b.deviceTTL {
 		ns := &deviceSet{ids: make(map[string]struct{}), at: time.Now()}
 		for _, t := range b.opts.Devices.Trackers(uid) {
 			if t.DeviceID != "" && !t.Deleted && !t.Blocked {
