@@ -299,3 +299,87 @@ func TestRunStopsWhileConnecting(t *testing.T) {
 		t.Error("second Run succeeded")
 	}
 }
+
+func TestNGPOverMQTT(t *testing.T) {
+	for name, url := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			dev := "ngp" + suffix(t)
+			tr := f.tracker(dev)
+			f.run(url)
+			pub := publisher(t, url)
+			disc0 := metricValue(t, "discarded")
+			bad0 := metricValue(t, "bad_request")
+
+			at := time.Now().UTC().Add(-10 * time.Second).Truncate(time.Second)
+			msg := func(at time.Time, lat float64) string {
+				return fmt.Sprintf(`{"message_time":%q,"device_id":%q,"version":"1.2","location":{"latitude":%v,"longitude":-118.46,"satellites":7,"speed":43,"heading":77},"battery_level":68,"event_id":605,"temperature_2":-13.7,"custom_fuel":86}`,
+					at.Format(time.RFC3339), dev, lat)
+			}
+			// Another device's message on this device's topic is dropped.
+			publish(t, pub, "ngp/"+dev, strings.Replace(msg(at, 1), dev, "someone-else", 1))
+			publish(t, pub, "ngp/"+dev, msg(at, 34.15))
+			s := f.waitState(tr.ID, "ngp fix", func(s *fleet.State) bool { return s.GPS.Location != nil })
+			if s.GPS.Location.Lat != 34.15 || s.GPS.Speed != 43 || s.GPS.Heading != 77 || *s.BatteryLevel != 68 ||
+				s.Ignition == nil || !*s.Ignition || s.Additional["temperature_2"].Value != "-13.7" ||
+				s.Additional["custom_fuel"].Value != "86" || s.Additional["event"].Value != "Ignition on" {
+				t.Errorf("state after ngp message: %+v", s)
+			}
+			// An older message is discarded; a newer one applies.
+			publish(t, pub, "ngp/"+dev, msg(at.Add(-5*time.Second), 10))
+			publish(t, pub, "ngp/"+dev, msg(at.Add(time.Second), 20))
+			s = f.waitState(tr.ID, "newer ngp fix", func(s *fleet.State) bool { return s.GPS.Location.Lat != 34.15 })
+			if s.GPS.Location.Lat != 20 {
+				t.Errorf("latitude %v after out-of-order and newer message, want 20", s.GPS.Location.Lat)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for metricValue(t, "discarded") < disc0+1 || metricValue(t, "bad_request") < bad0+1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("discarded %v (from %v), bad_request %v (from %v)", metricValue(t, "discarded"), disc0, metricValue(t, "bad_request"), bad0)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestResubscribeAfterBrokerRestart(t *testing.T) {
+	b, err := broker.Start("127.0.0.1:0", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	f := newFixture(t)
+	dev := "re" + suffix(t)
+	tr := f.tracker(dev)
+	f.run("tcp://" + addr)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh broker knows nothing of the old subscriptions.
+	var b2 *broker.Broker
+	for i := 0; ; i++ {
+		if b2, err = broker.Start(addr, quietLog()); err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("restart broker on %s: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(func() { _ = b2.Close() })
+	pub := publisher(t, "tcp://"+addr)
+	// Publish until the subscriber is back: QoS 1 is not retained for a
+	// subscriber that has not subscribed yet.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		publish(t, pub, "fleetwire/"+dev+"/position", `{"lat":3,"lon":4}`)
+		if s, _ := f.reg.State(tr.ID); s.GPS.Location != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no fix applied after the broker restarted")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
