@@ -1,11 +1,19 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"strings"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -95,6 +103,127 @@ func TestAtmosphereJSLegacyClient(t *testing.T) {
 			}
 			if !out.Unsubscribed {
 				t.Errorf("no unsubscribe response")
+			}
+		})
+	}
+}
+
+// runNode runs one interop script with env and decodes its JSON outcome.
+func runNode(t *testing.T, dir, script string, env ...string) (map[string]any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var out map[string]any
+	if jerr := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &out); jerr != nil {
+		t.Fatalf("%s output %q (stderr %q): %v", script, stdout.String(), stderr.String(), jerr)
+	}
+	if err != nil {
+		return out, fmt.Errorf("%s: %v: %s; stderr: %s", script, err, stdout.String(), stderr.String())
+	}
+	return out, nil
+}
+
+// brokenWebSocketProxy is a reverse proxy whose WebSocket support is
+// broken, as behind some corporate proxies: with refuse it answers every
+// upgrade with 403; otherwise it relays the upgrade's 101 answer and then
+// cuts the connection before any frame gets through. Everything else
+// passes through unbuffered.
+func brokenWebSocketProxy(t *testing.T, target string, refuse bool) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		if refuse {
+			http.Error(w, "WebSocket not allowed here", http.StatusForbidden)
+			return
+		}
+		up, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer up.Close()
+		if err := r.Write(up); err != nil {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(up), r)
+		if err != nil {
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = resp.Write(io.Discard) // the 101 head only; the frames never pass
+		fmt.Fprintf(conn, "HTTP/1.1 %s\r\n", resp.Status)
+		_ = resp.Header.Write(conn)
+		_, _ = io.WriteString(conn, "\r\n")
+		time.Sleep(50 * time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestAtmosphereJSFallback: with WebSocket broken on the way, atmosphere.js
+// falls back to long-polling and every event still arrives.
+func TestAtmosphereJSFallback(t *testing.T) {
+	dir := nodeDir(t, "interop")
+	h := startServer(t, func(c *Config) {
+		c.Heartbeat = 400 * time.Millisecond
+	})
+	uid := h.createUser("fallback-user", "fallback-pass", "UTC")
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+		env    []string
+	}{
+		// The proxy completes the upgrade, then drops the connection.
+		{name: "upgrade-dropped"},
+		// The proxy refuses the upgrade. A refused WebSocket fires both
+		// error and close, and atmosphere.js 2.3.x then falls back twice,
+		// to its fallback and on to "none", which it never polls with;
+		// apps set maxWebsocketErrorRetries: 0 so that only close falls back.
+		{name: "upgrade-refused", refuse: true, env: []string{"MAX_WS_ERROR_RETRIES=0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := "node-" + tc.name
+			tr := h.createTracker(uid, "Behind a proxy "+tc.name, dev)
+			proxied := brokenWebSocketProxy(t, h.base, tc.refuse)
+			out, err := runNode(t, dir, "events-legacy.cjs", append([]string{
+				"FLEETWIRE_URL=" + proxied,
+				"FLEETWIRE_OSMAND_URL=" + h.osmand,
+				"FLEETWIRE_LOGIN=fallback-user",
+				"FLEETWIRE_PASSWORD=fallback-pass",
+				"FLEETWIRE_TRACKER=" + strconv.FormatInt(tr.id, 10),
+				"FLEETWIRE_DEVICE=" + dev,
+				"TRANSPORT=websocket",
+				"IDLE_MS=1500",
+				"CLIENT_TIMEOUT_MS=1500",
+				"LOG_LEVEL=" + os.Getenv("ATMOSPHERE_LOG_LEVEL"),
+			}, tc.env...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out["transportUsed"] != "long-polling" {
+				t.Errorf("client ended on %v, want the long-polling fallback", out["transportUsed"])
+			}
+			if got := fmt.Sprint(out["states"]); got != "[50.01 50.02 50.03 51]" {
+				t.Errorf("states %s", got)
 			}
 		})
 	}

@@ -112,7 +112,10 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case tWebSocket:
 		fail(w, r, http.StatusBadRequest, "websocket upgrade required")
 	default:
-		fail(w, r, http.StatusBadRequest, "unknown transport")
+		// atmosphere.js 2.3.x falls back twice when a refused WebSocket
+		// fires both onerror and onclose, and then polls with transport
+		// "none" as long-polling does; serve any other name the same way.
+		srv.serveLongPoll(w, r, p)
 	}
 }
 
