@@ -13,11 +13,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"strings"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
