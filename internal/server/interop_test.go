@@ -228,3 +228,35 @@ func TestAtmosphereJSFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestAtmosphereJS5Client drives the event API with the current
+// atmosphere.js 5.x client in Node over each of its transports.
+func TestAtmosphereJS5Client(t *testing.T) {
+	dir := nodeDir(t, "interop")
+	h := startServer(t, func(c *Config) { c.Heartbeat = 400 * time.Millisecond })
+	uid := h.createUser("v5-user", "v5-pass", "UTC")
+	for _, transport := range []string{"websocket", "long-polling", "streaming", "sse"} {
+		t.Run(transport, func(t *testing.T) {
+			dev := "v5-" + transport
+			tr := h.createTracker(uid, "V5 "+transport, dev)
+			out, err := runNode(t, dir, "events-v5.cjs",
+				"FLEETWIRE_URL="+h.base,
+				"FLEETWIRE_OSMAND_URL="+h.osmand,
+				"FLEETWIRE_LOGIN=v5-user",
+				"FLEETWIRE_PASSWORD=v5-pass",
+				"FLEETWIRE_TRACKER="+strconv.FormatInt(tr.id, 10),
+				"FLEETWIRE_DEVICE="+dev,
+				"TRANSPORT="+transport,
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out["transportUsed"] != transport {
+				t.Errorf("client ended on %v, want %s", out["transportUsed"], transport)
+			}
+			if got := fmt.Sprint(out["states"]); got != "[40.01 40.02 40.03]" {
+				t.Errorf("states %s", got)
+			}
+		})
+	}
+}
