@@ -29,6 +29,15 @@ import (
 	"github.com/fleetwire/fleetwire/internal/store"
 )
 
+// The services the server wires in satisfy the bridge's interfaces,
+// including the optional ones.
+var (
+	_ Authenticator = (*auth.Service)(nil)
+	_ loggerOut     = (*auth.Service)(nil)
+	_ Devices       = (*state.Registry)(nil)
+	_ deviceLookup  = (*state.Registry)(nil)
+)
+
 // brokerURL is the Mosquitto the tests use: FLEETWIRE_TEST_MQTT_URL, by
 // default tcp://127.0.0.1:1883; "off" skips the tests that need it.
 func brokerURL(t *testing.T) string {

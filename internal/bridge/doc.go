@@ -1,4 +1,102 @@
 // Package bridge is the topic bridge: a WebSocket endpoint where every
 // frame is a JSON array ["topic/path", payload]. Clients read what devices
-// publish and write commands to them, over one shared MQTT connection.
+// publish and write commands to them, over one MQTT connection that the
+// bridge shares among all its clients.
+//
+// # Connecting
+//
+// The endpoint is mounted at /bridge (anything after /bridge/ is ignored,
+// so wss://host/bridge/any/name works). Credentials, checked before the
+// upgrade:
+//
+//   - HTTP basic auth with login and password: what a client sends for
+//     wss://login:password@host/bridge. The bridge starts a session for the
+//     connection and ends it when the connection closes.
+//   - HTTP basic auth with an API key or session hash (32 hex characters)
+//     as the password and any user name, e.g. wss://apikey:<key>@host/bridge.
+//   - The query parameter ?hash=<api key or session hash>, for browsers,
+//     which do not reliably send credentials written in a WebSocket URL.
+//
+// Missing or wrong credentials get HTTP 401 with
+// WWW-Authenticate: Basic realm="fleetwire" and the API's error envelope.
+// A browser page of another origin must use ?hash= (basic credentials may
+// be attached by the browser on its own); otherwise it gets 403.
+// Options.CheckOrigin replaces that rule. The credential is checked again
+// every Options.RecheckEvery; once it has ended (logout, password change,
+// deleted API key, blocked user) the connection closes with 1008.
+//
+// # Topics
+//
+// A bridge topic is <device_id>/<path>, where device_id is the id a tracker
+// reports with. It maps to the MQTT topic fleetwire/<device_id>/node/<path>:
+//
+//	bridge  dev-1/thermometer/0:1/temperature
+//	MQTT    fleetwire/dev-1/node/thermometer/0:1/temperature
+//
+// A client only ever reads and writes topics of its user's own devices.
+//
+// # Frames from the server
+//
+//	["<device_id>/<path>", payload]
+//
+// for every MQTT message under fleetwire/<device_id>/node/# of one of the
+// user's devices (not blocked) whose bridge topic matches one of the
+// connection's patterns. A JSON payload is passed on (compacted), an empty
+// one as null, anything else as a JSON string. Commands (topics ending in
+// /set) are not sent back to clients; a device's acknowledgement, on the
+// value topic or on <path>/ack, is an ordinary frame.
+//
+//	["$error", {"code": N, "description": "...", "frame": <the offending frame, or null if it was not JSON>}]
+//
+// answers a frame the bridge could not act on; the connection carries on.
+// Codes are the API's: 5 the frame is not a JSON array of a topic string
+// and a payload; 7 bad topic, wildcard in a command topic, unknown $topic,
+// a topic that is not writable, a bad pattern or config, a payload over
+// Options.MaxPayload (16 KiB); 11 the device is not one of the user's
+// (whether it exists or not); 208 the device is blocked; 6 the broker is
+// not connected or did not confirm the command within
+// Options.PublishTimeout.
+//
+//	["$dropped", {"frames": N}]
+//
+// comes first when the client read too slowly and its N oldest queued
+// frames were dropped (see Options.QueueLen, QueueBytes). A client that
+// does not read for DefaultWriteTimeout is disconnected.
+//
+// # Frames from the client
+//
+// Config: a topic ending in config/set whose first level is not one of the
+// user's devices, e.g. ["clown.talk/-/config/set", {}]. Usually the first
+// frame, accepted at any time. The payload is an object (or null); its
+// optional key "subscribe" replaces the connection's patterns. The answer
+// is on the topic without /set:
+//
+//	["clown.talk/-/config", {"ok": true, "subscribe": ["#"], "devices": ["dev-1", ...]}]
+//
+// Patterns are MQTT-style over bridge topics: "+" matches one level, "#"
+// as the last level any number of levels (including none). A new
+// connection has the pattern "#": everything of the user's devices.
+// Examples: "dev-1/#", "+/thermometer/#", "dev-1/+/+/temperature".
+//
+// Commands: ["<device_id>/<path>/set", payload], e.g.
+// ["dev-1/relay/i2c0-3b/set", {"state": false}], publishes the payload
+// (compacted JSON) with QoS 1 on fleetwire/dev-1/node/relay/i2c0-3b/set.
+// Nothing is answered on success; the device's acknowledgement arrives as
+// an ordinary frame. Commands are not queued while the broker is away.
+//
+// Subscriptions:
+//
+//	["$sub", ["pattern", ...]]    add patterns (one pattern may be given as a string)
+//	["$unsub", ["pattern", ...]]  remove patterns, exactly as written
+//
+// answered with ["$sub" or "$unsub", {"ok": true, "subscribe": [current patterns]}].
+// A connection holds at most Options.MaxPatterns patterns.
+//
+// Frames larger than Options.MaxFrame (64 KiB) close the connection with
+// 1009. Bridge.Close closes every connection with 1001.
+//
+// # Metrics
+//
+// fleetwire_bridge_connections, fleetwire_bridge_frames_total{direction="in|out"},
+// fleetwire_bridge_dropped_total, fleetwire_bridge_commands_total.
 package bridge

@@ -171,10 +171,7 @@ func matchRef(pattern, topic string) bool {
 			return false
 		}
 	}
-	if len(tl) == len(p) {
-		return true
-	}
-	return false
+	return len(tl) == len(p)
 }
 
 func fixRef(pattern, topic string) bool {
