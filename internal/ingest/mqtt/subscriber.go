@@ -78,14 +78,18 @@ func New(reg Applier, opts Options) *Subscriber {
 // has been granted by the broker.
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 
-// Subscriptions are the topic filters the subscriber asks for, at QoS 1.
-var Subscriptions = []string{
+// subscriptions are the topic filters the subscriber asks for.
+var subscriptions = [...]string{
 	"fleetwire/+/position",
 	"fleetwire/+/readings",
 	"fleetwire/+/io",
 	"owntracks/+/+",
 	ngp.MQTTTopic,
 }
+
+// Topics returns the topic filters the subscriber subscribes to, all at
+// QoS 1.
+func Topics() []string { return append([]string(nil), subscriptions[:]...) }
 
 var errRunning = errors.New("mqtt: subscriber already running")
 
@@ -138,8 +142,8 @@ func (s *Subscriber) Run(ctx context.Context) error {
 
 func (s *Subscriber) onConnect(c paho.Client) {
 	s.log.Info("connected", "broker", s.opts.URL)
-	filters := make(map[string]byte, len(Subscriptions))
-	for _, f := range Subscriptions {
+	filters := make(map[string]byte, len(subscriptions))
+	for _, f := range subscriptions {
 		filters[f] = 1
 	}
 	tok := c.SubscribeMultiple(filters, s.handle)
@@ -161,7 +165,7 @@ func (s *Subscriber) onConnect(c paho.Client) {
 		}
 	}
 	if ok {
-		s.log.Debug("subscribed", "topics", Subscriptions)
+		s.log.Debug("subscribed", "topics", subscriptions[:])
 		s.once.Do(func() { close(s.ready) })
 	}
 }
