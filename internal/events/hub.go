@@ -55,7 +55,8 @@ func (h *Hub) history(id int64) []state.Message {
 
 // Options tune the hub. Zero values take the defaults noted.
 type Options struct {
-	// MaxFrame is the largest client message accepted (default 256 KiB);
+	// MaxFrame is the largest client message accepted (default 128 KiB,
+	// room for some 14,000 tracker ids);
 	// larger ones get error 9.
 	MaxFrame int
 	// SoftQueue is the queued-message count past which a client is lagging
@@ -83,7 +84,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.MaxFrame <= 0 {
-		o.MaxFrame = 256 << 10
+		o.MaxFrame = 128 << 10
 	}
 	if o.SoftQueue <= 0 {
 		o.SoftQueue = 1024

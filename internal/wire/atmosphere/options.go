@@ -36,7 +36,9 @@ const (
 	defaultWriteTimeout    = 10 * time.Second
 
 	// maxMessage bounds a client message: a WebSocket frame or a POST body.
-	maxMessage = 64 << 10
+	// The application applies its own, smaller limit and answers in its
+	// own error format; past this one the transport refuses (1009, 413).
+	maxMessage = 1 << 20
 	// paddingLen is the whitespace written first on streaming responses for
 	// legacy clients.
 	paddingLen = 2048
