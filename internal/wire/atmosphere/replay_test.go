@@ -236,3 +236,28 @@ func TestReplayRingOverrun(t *testing.T) {
 	}
 	s.release(a2)
 }
+
+// TestReplayNumbersOnAfterRestart: a session opened under the client's
+// tracking id numbers on from the client's count.
+func TestReplayNumbersOnAfterRestart(t *testing.T) {
+	e := newEnv(t, Options{})
+	args := []string{hTransport, "long-polling", hTrackSize, "true", hTrackingID, "c0ffee00-0000-4000-8000-000000000000"}
+	done := make(chan string, 1)
+	go func() {
+		_, b := e.get(append(args, hReceived, "41")...)
+		done <- b
+	}()
+	s := e.nextOpened()
+	s.Push(t, "m42")
+	if b := <-done; b != "3|m42" {
+		t.Fatalf("poll %q", b)
+	}
+	// The response is lost; the client still has 41.
+	if _, b := e.get(append(args, hReceived, "41")...); b != "3|m42" {
+		t.Fatalf("replay %q", b)
+	}
+	s.Push(t, "m43")
+	if _, b := e.get(append(args, hReceived, "42")...); b != "3|m43" {
+		t.Fatalf("next %q", b)
+	}
+}

@@ -32,7 +32,9 @@ const kickAfter = time.Second
 // messages numbered above n that the ring still holds, in order, then
 // carries on with the outbox; the messages up to n are dropped from the
 // ring. If the ring no longer reaches back to n+1 it sends what it has and
-// logs the gap. An attachment opened with the parameter never puts
+// logs the gap. A session opened under an unknown tracking id (after a
+// server restart, or after it expired) numbers on from the client's count.
+// An attachment opened with the parameter never puts
 // messages back into the outbox: whatever was taken is in the ring.
 //
 // Without the parameter the session behaves as plain Atmosphere: messages
@@ -143,9 +145,16 @@ func (s *session) attach(a *attachment, p params) error {
 func (s *session) prepareReplay(a *attachment, n uint64) {
 	log := s.srv.log
 	if n > s.seq {
-		log.Warn("atmosphere: client acknowledged more messages than were sent",
-			"tracking_id", s.id, "received", n, "sent", s.seq)
-		n = s.seq
+		// A session opened under the client's id (after a restart or
+		// expiry) numbers on from the client's count, so that later
+		// acknowledgements line up. Anything else is a confused client:
+		// take its word for it.
+		if s.seq != 0 {
+			log.Warn("atmosphere: client acknowledged more messages than were sent",
+				"tracking_id", s.id, "received", n, "sent", s.seq)
+		}
+		s.ring.dropThrough(n)
+		s.seq = n
 	}
 	if n < s.seq {
 		if first := s.ring.first(); first == 0 || first > n+1 {
