@@ -40,6 +40,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for user_time and dates (default time.Now).
 	Now func() time.Time
+	// Commander carries output switches and commands to devices; nil
+	// answers those actions with 214.
+	Commander Commander
 }
 
 // authService is what the API needs from sign-in and credentials;
@@ -145,6 +148,10 @@ func newAPI(a authService, reg registry, opts Options) *API {
 
 		"tracker/readings/list":       {fn: x.trackerReadingsList},
 		"tracker/readings/batch_list": {fn: x.trackerReadingsBatchList},
+		"tracker/output/set":          {fn: x.trackerOutputSet},
+		"tracker/output/set_all":      {fn: x.trackerOutputSetAll},
+		"tracker/raw_command/send":    {fn: x.trackerRawCommandSend},
+		"tracker/send_command":        {fn: x.trackerSendCommand},
 	}
 	x.handler = http.HandlerFunc(x.serve)
 	return x

@@ -17,8 +17,13 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/api"
 	"github.com/fleetwire/fleetwire/internal/auth"
+	"github.com/fleetwire/fleetwire/internal/bridge"
+	"github.com/fleetwire/fleetwire/internal/broker"
 	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/commands"
 	"github.com/fleetwire/fleetwire/internal/events"
+	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
+	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/outbox"
@@ -61,6 +66,16 @@ type Config struct {
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
 	Events events.Options
+	// MQTTURL is the MQTT broker devices publish to and commands go
+	// through ("tcp://127.0.0.1:1883"); empty starts the embedded broker
+	// on MQTTListen.
+	MQTTURL string
+	// MQTTListen is the address of the embedded MQTT broker, used when
+	// MQTTURL is empty; empty too disables MQTT (ingest, bridge, commands).
+	MQTTListen string
+	// NGPListen is the address of the generic protocol (NGP) HTTP
+	// listener; empty disables it.
+	NGPListen string
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -81,9 +96,15 @@ type Server struct {
 	atmo   *atmosphere.Server
 	http   *http.Server
 	osmand *http.Server
+	ngp    *http.Server
 
-	ln, osmandLn net.Listener
-	ready        chan struct{}
+	broker   *broker.Broker
+	mqttSub  *mqtt.Subscriber
+	bridge   *bridge.Bridge
+	commands *commands.Commander
+
+	ln, osmandLn, ngpLn net.Listener
+	ready               chan struct{}
 }
 
 // New opens the store, loads state and binds the listeners. Start serving
@@ -145,7 +166,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:          cfg.Logger,
 	})
 
-	restAPI := api.New(s.Auth, s.State, api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger})
+	mqttURL := cfg.MQTTURL
+	if mqttURL == "" && cfg.MQTTListen != "" {
+		// The embedded broker is a convenience: when its port is taken
+		// (often by a real broker) fleetwire runs without MQTT and says so.
+		if b, err := broker.Start(cfg.MQTTListen, cfg.Logger); err != nil {
+			cfg.Logger.Warn("embedded MQTT broker not started; MQTT ingest, topic bridge and commands are off (use --mqtt-url for an external broker)", "listen", cfg.MQTTListen, "err", err)
+		} else {
+			s.broker = b
+			mqttURL = b.URL()
+		}
+	}
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger}
+	if mqttURL != "" {
+		s.mqttSub = mqtt.New(s.State, mqtt.Options{URL: mqttURL, Logger: cfg.Logger})
+		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Logger: cfg.Logger})
+		s.commands = commands.New(mqttURL, cfg.Logger)
+		apiOpts.Commander = s.commands
+	}
+	restAPI := api.New(s.Auth, s.State, apiOpts)
 	s.http = &http.Server{
 		Handler:           s.routes(restAPI.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -162,12 +201,55 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
 		if s.osmandLn, err = net.Listen("tcp", cfg.OsmandListen); err != nil {
-			s.ln.Close()
+			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen osmand %s: %w", cfg.OsmandListen, err)
 		}
 	}
+	if cfg.NGPListen != "" {
+		s.ngp = &http.Server{
+			Handler:           ngp.NewHandler(s.State, cfg.Logger),
+			Protocols:         ngp.Protocols(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		}
+		if s.ngpLn, err = net.Listen("tcp", cfg.NGPListen); err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("listen ngp %s: %w", cfg.NGPListen, err)
+		}
+	}
 	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.ln, s.osmandLn, s.ngpLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.broker != nil {
+		s.broker.Close()
+	}
+}
+
+// NGPAddr is the bound address of the generic protocol listener, or "".
+func (s *Server) NGPAddr() string {
+	if s.ngpLn == nil {
+		return ""
+	}
+	return s.ngpLn.Addr().String()
+}
+
+// MQTTURL is the URL of the MQTT broker in use (embedded or external), or "".
+func (s *Server) MQTTURL() string {
+	switch {
+	case s.cfg.MQTTURL != "":
+		return s.cfg.MQTTURL
+	case s.broker != nil:
+		return s.broker.URL()
+	}
+	return ""
 }
 
 // Addr is the bound address of the main listener.
@@ -190,10 +272,15 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
+	report := func(err error) {
+		if err != nil {
+			errc <- err
+		}
+	}
 	wg.Add(2)
-	go func() { defer wg.Done(); errc <- wrap("state", s.State.Run(bg)) }()
-	go func() { defer wg.Done(); errc <- wrap("events", s.Hub.Run(bg)) }()
+	go func() { defer wg.Done(); report(wrap("state", s.State.Run(bg))) }()
+	go func() { defer wg.Done(); report(wrap("events", s.Hub.Run(bg))) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.purgeSessions(bg) }()
 
@@ -208,6 +295,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.osmand != nil {
 		wg.Add(1)
 		go serve("osmand", s.osmand, s.osmandLn)
+	}
+	if s.ngp != nil {
+		wg.Add(1)
+		go serve("ngp", s.ngp, s.ngpLn)
+	}
+	if s.mqttSub != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); report(wrap("mqtt ingest", s.mqttSub.Run(bg))) }()
+		go func() { defer wg.Done(); report(wrap("topic bridge", s.bridge.Run(bg))) }()
 	}
 	close(s.ready)
 	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr())
@@ -226,13 +322,26 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.http.Shutdown(shCtx); err != nil {
 		s.log.Warn("http shutdown", "err", err)
 	}
-	if s.osmand != nil {
-		if err := s.osmand.Shutdown(shCtx); err != nil {
-			s.log.Warn("osmand shutdown", "err", err)
+	for name, srv := range map[string]*http.Server{"osmand": s.osmand, "ngp": s.ngp} {
+		if srv != nil {
+			if err := srv.Shutdown(shCtx); err != nil {
+				s.log.Warn(name+" shutdown", "err", err)
+			}
 		}
+	}
+	if s.bridge != nil {
+		s.bridge.Close()
 	}
 	stopBG()
 	wg.Wait()
+	if s.commands != nil {
+		s.commands.Close()
+	}
+	if s.broker != nil {
+		if err := s.broker.Close(); err != nil {
+			s.log.Warn("mqtt broker close", "err", err)
+		}
+	}
 	if err := s.Bus.Close(); err != nil {
 		s.log.Warn("bus close", "err", err)
 	}
@@ -293,6 +402,10 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", metrics.Default.Handler())
+	if s.bridge != nil {
+		mux.Handle("/bridge", s.bridge)
+		mux.Handle("/bridge/", s.bridge)
+	}
 	page := web.New(web.Options{TileURL: s.cfg.TileURL})
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /static/", page)
