@@ -306,8 +306,17 @@
       };
     }
 
+    // sentFor is the tracking id the subscription was last sent for.
+    var sentFor = null;
+
+    function uuid() {
+      var id = app.socket && app.socket.getUUID();
+      return id && id !== '0' ? String(id) : null;
+    }
+
     function sendSubscribe() {
       if (!app.socket || !app.hash) return;
+      sentFor = uuid();
       app.socket.push(JSON.stringify({
         action: 'subscribe',
         hash: app.hash,
@@ -327,7 +336,7 @@
       timeout: 300000,
       onOpen: live(function (r) {
         setConn('open', r.transport);
-        sendSubscribe();
+        if (sentFor === null || sentFor !== uuid()) sendSubscribe();
       }),
       onReopen: live(function (req, r) {
         setConn('open', (r && r.transport) || req.transport);
@@ -358,6 +367,18 @@
         subscribe();
       })
     });
+
+    // atmosphere.js opens a long-polling connection only when a poll
+    // answers, and a browser shows a held poll's response only once its
+    // body starts, so with nothing to deliver onOpen would wait for the
+    // first heartbeat or the poll timeout. Subscribe as soon as the
+    // handshake has given the connection its tracking id instead; the
+    // answer to that completes the poll and opens the connection.
+    var watch = setInterval(function () {
+      if (gen !== app.generation) { clearInterval(watch); return; }
+      var id = uuid();
+      if (id && id !== sentFor && app.conn !== 'open') sendSubscribe();
+    }, 200);
   }
 
   function closeSocket() {
