@@ -1,0 +1,67 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestFleetPageInChromium signs in on the fleet page in headless Chromium
+// (Debian's, driven by playwright-core) over each transport, moves a
+// tracker through the OsmAnd ingest and checks the page follows; it saves
+// a screenshot per transport in $FLEETWIRE_ARTIFACTS (default
+// test/artifacts).
+func TestFleetPageInChromium(t *testing.T) {
+	dir := nodeDir(t, "browser")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("FLEETWIRE_REQUIRE_NODE") == "1" {
+			t.Fatalf("browser test cannot run: %v", err)
+		}
+		t.Skipf("browser test skipped: %v", err)
+	}
+	artifacts := os.Getenv("FLEETWIRE_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(repoRoot(t), "test", "artifacts")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := startServer(t, func(c *Config) { c.Heartbeat = 5 * time.Second })
+	uid := h.createUser("browser-user", "browser-pass", "Europe/Berlin")
+	for i := 1; i <= 3; i++ {
+		h.createTracker(uid, "Van "+strconv.Itoa(i), "browser-extra-"+strconv.Itoa(i))
+		h.fix("browser-extra-"+strconv.Itoa(i), 52.50+float64(i)/100, 13.40+float64(i)/100, 10)
+	}
+	for _, transport := range []string{"websocket", "long-polling", "streaming", "sse"} {
+		t.Run(transport, func(t *testing.T) {
+			dev := "browser-" + transport
+			tr := h.createTracker(uid, "Browser "+transport, dev)
+			h.fix(dev, 52.52, 13.405, 0)
+			out, err := runNode(t, dir, "fleet-page.cjs",
+				"FLEETWIRE_URL="+h.base,
+				"FLEETWIRE_OSMAND_URL="+h.osmand,
+				"FLEETWIRE_LOGIN=browser-user",
+				"FLEETWIRE_PASSWORD=browser-pass",
+				"FLEETWIRE_TRACKER="+strconv.FormatInt(tr.id, 10),
+				"FLEETWIRE_DEVICE="+dev,
+				"TRANSPORT="+transport,
+				"FLEETWIRE_ARTIFACTS="+artifacts,
+				"CHROMIUM="+chromium,
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %v", transport, out)
+			shot := filepath.Join(artifacts, "fleet-page-"+transport+".png")
+			if st, err := os.Stat(shot); err != nil || st.Size() == 0 {
+				t.Errorf("no screenshot at %s: %v", shot, err)
+			}
+		})
+	}
+}
