@@ -135,12 +135,16 @@ func newAPI(a authService, reg registry, opts Options) *API {
 		x.adminKey = sha256.Sum256([]byte(opts.AdminKey))
 	}
 	x.actions = map[string]action{
-		"user/auth":          {public: true, fn: x.userAuth},
-		"user/logout":        {fn: x.userLogout},
-		"user/get_info":      {fn: x.userGetInfo},
-		"api/key/create":     {fn: x.apiKeyCreate},
-		"api/key/list":       {fn: x.apiKeyList},
-		"api/key/delete":     {fn: x.apiKeyDelete},
+		"user/auth":      {public: true, fn: x.userAuth},
+		"user/logout":    {fn: x.userLogout},
+		"user/get_info":  {fn: x.userGetInfo},
+		"api/key/create": {fn: x.apiKeyCreate},
+		"api/key/list":   {fn: x.apiKeyList},
+		"api/key/delete": {fn: x.apiKeyDelete},
+		// api_key/... are aliases of the documented api/key/... paths.
+		"api_key/create":     {fn: x.apiKeyCreate},
+		"api_key/list":       {fn: x.apiKeyList},
+		"api_key/delete":     {fn: x.apiKeyDelete},
 		"tracker/list":       {fn: x.trackerList},
 		"tracker/read":       {fn: x.trackerRead},
 		"tracker/get_state":  {fn: x.trackerGetState},
