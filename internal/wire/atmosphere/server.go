@@ -14,6 +14,43 @@ import (
 
 // Server serves the Atmosphere transports for a Handler. Create it with
 // NewServer, mount it with ServeHTTP, and end it with Shutdown.
+//
+// # Sessions
+//
+// Sessions are keyed by tracking id. A GET or WebSocket upgrade with
+// tracking id 0 (or none) opens a session under a new uuid and, with
+// X-atmo-protocol=true, starts with the handshake `<uuid>|<ms>|X|`. A known
+// id reattaches to its session without a handshake; an unknown one (after a
+// restart, or once expired) opens a session under that id, so the client
+// carries on. One transport carries a session at a time: a new one
+// detaches the old (its WebSocket is closed, its held GET answered empty).
+// While no transport is attached, messages wait in the outbox; a session
+// left without a transport for longer than Options.SessionGrace is closed.
+// POST is a client message for the session (any transport value);
+// X-Atmosphere-Transport=close, with any method, closes the session.
+//
+// # Acknowledged delivery
+//
+// A write that succeeded into a socket that then died is lost without any
+// sign. To close that gap, every application message a session hands to a
+// transport gets the next number (1, 2, 3, …; the handshake and heartbeats
+// are not counted) and is kept in a replay ring bounded like the outbox
+// (by default 4096 messages or 16 MiB, the oldest dropped first). A client
+// that wants zero loss counts the application messages it received on its
+// tracking id and sends the count as the query parameter
+// X-Fleetwire-Received=<n> on every GET or WebSocket (re)attach. The server
+// then first re-sends the messages numbered above n that the ring still
+// holds, in order, then carries on with the outbox; the messages up to n
+// leave the ring. If the ring no longer reaches back to n+1 it sends what
+// it has and logs the gap. A session opened under an unknown tracking id
+// (after a server restart, or after it expired) numbers on from the
+// client's count. An attachment opened with the parameter never puts
+// messages back into the outbox: whatever was taken is in the ring.
+//
+// Without the parameter the server behaves as plain Atmosphere: messages
+// come from the outbox only, and the messages of a write that failed go
+// back to the front of the outbox (giving their numbers back), to be sent
+// on the next attach.
 type Server struct {
 	h        Handler
 	opts     Options

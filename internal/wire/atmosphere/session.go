@@ -3,6 +3,7 @@ package atmosphere
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/outbox"
@@ -17,30 +18,7 @@ const kickAfter = time.Second
 
 // session is one tracking id: the application session, the transport
 // attached at the moment, and the numbering and replay ring of the
-// messages delivered so far.
-//
-// # Acknowledged delivery
-//
-// Every application message a session hands to a transport gets the next
-// number (1, 2, 3, …; the handshake and heartbeats are not counted) and is
-// kept in a replay ring bounded like the outbox (by default 4096 messages
-// or 16 MiB, the oldest dropped first). A write that succeeded into a
-// socket that then died is lost without any sign, so a client that wants
-// zero loss counts the application messages it received on its tracking
-// id and sends the count as the query parameter X-Fleetwire-Received=<n>
-// on every GET or WebSocket (re)attach. The server then first re-sends the
-// messages numbered above n that the ring still holds, in order, then
-// carries on with the outbox; the messages up to n are dropped from the
-// ring. If the ring no longer reaches back to n+1 it sends what it has and
-// logs the gap. A session opened under an unknown tracking id (after a
-// server restart, or after it expired) numbers on from the client's count.
-// An attachment opened with the parameter never puts
-// messages back into the outbox: whatever was taken is in the ring.
-//
-// Without the parameter the session behaves as plain Atmosphere: messages
-// come from the outbox only, and the messages of a write that failed go
-// back to the front of the outbox (and lose their numbers), so they are
-// sent again on the next attach.
+// messages delivered so far (see "Acknowledged delivery" on Server).
 type session struct {
 	id  string
 	srv *Server
@@ -74,6 +52,7 @@ type attachment struct {
 	code     int           // close code and reason, set before stop is closed
 	reason   string
 	done     chan struct{} // closed by release, once the transport stopped delivering
+	released atomic.Bool
 }
 
 func newAttachment(transport string, kick func()) *attachment {
@@ -170,8 +149,12 @@ func (s *session) prepareReplay(a *attachment, n uint64) {
 	}
 }
 
-// release ends a's attachment: the transport no longer writes.
+// release ends a's attachment: the transport no longer writes. Only the
+// first call counts.
 func (s *session) release(a *attachment) {
+	if !a.released.CompareAndSwap(false, true) {
+		return
+	}
 	s.mu.Lock()
 	if s.cur == a {
 		s.cur = nil

@@ -136,6 +136,9 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 			dead:      readDone,
 		})
 	}
+	// Delivery is over: a replacing attachment may go ahead while this
+	// connection says goodbye.
+	s.release(a)
 	switch res {
 	case endStopped:
 		wc.closeFrame(a.code, a.reason)
