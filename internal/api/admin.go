@@ -58,11 +58,10 @@ func adminUserOf(u *fleet.User) adminUser {
 	}
 }
 
-// adminRoute is one admin endpoint: a method and a handler that gets the
-// id from the path (0 where the path has none).
+// adminRoute is one admin endpoint's handler, which gets the id from the
+// path (0 where the path has none); routes are keyed by method.
 type adminRoute struct {
-	method string
-	fn     func(ctx context.Context, c *call, id int64) (any, error)
+	fn func(ctx context.Context, c *call, id int64) (any, error)
 }
 
 // serveAdmin answers /admin/... after checking the admin key:

@@ -59,8 +59,6 @@ const (
 	kindIoT
 )
 
-var batchTypes = [3]string{TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor}
-
 func batchKind(typ string) int {
 	switch typ {
 	case TypeStateBatch:
