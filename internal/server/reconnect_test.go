@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/outbox"
 	"github.com/fleetwire/fleetwire/internal/state"
 )
 
@@ -90,7 +91,14 @@ func TestReconnectExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		reconnects = 100
 	}
-	h := startServer(t, nil)
+	// The queue bounds are raised so that a reconnect slowed down by a
+	// loaded machine never makes the hub merge states (the documented
+	// behaviour past the bounds, tested in package events): this test is
+	// about the transport's exactly-once delivery.
+	h := startServer(t, func(c *Config) {
+		c.Events.SoftQueue = 1 << 20
+		c.Events.Outbox = outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}
+	})
 	uid := h.createUser("rio", "pw-rio", "UTC")
 	tr := h.createTracker(uid, "Courier", "dev-rio")
 	hash := h.login("rio", "pw-rio")
