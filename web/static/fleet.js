@@ -306,8 +306,14 @@
       };
     }
 
-    // sentFor is the tracking id the subscription was last sent for.
+    // sentFor is the tracking id the subscription was last sent for;
+    // resync is set while a lost connection has not been followed by a new
+    // subscription.
     var sentFor = null;
+    var resync = false;
+    var probing = false;
+    var lastProbe = 0;
+    var restartAt = 0;
 
     function uuid() {
       var id = app.socket && app.socket.getUUID();
@@ -317,6 +323,7 @@
     function sendSubscribe() {
       if (!app.socket || !app.hash) return;
       sentFor = uuid();
+      resync = false;
       app.socket.push(JSON.stringify({
         action: 'subscribe',
         hash: app.hash,
@@ -341,16 +348,21 @@
       onReopen: live(function (req, r) {
         setConn('open', (r && r.transport) || req.transport);
         // The server keeps the session across reconnects, but it may have
-        // expired meanwhile: subscribing again is harmless and brings a
-        // fresh snapshot of every tracker.
-        sendSubscribe();
+        // expired (or the server restarted) meanwhile: subscribing again
+        // is harmless and brings a fresh snapshot of every tracker.
+        if (resync || sentFor !== uuid()) sendSubscribe();
       }),
       onReconnect: live(function (req, r) {
+        resync = true;
         setConn('reconnecting', (r && r.transport) || req.transport);
       }),
       onMessage: live(function (r) { onMessage(r.responseBody); }),
-      onClose: live(function (r) { setConn('closed', r.transport); }),
+      onClose: live(function (r) {
+        resync = true;
+        setConn('closed', r.transport);
+      }),
       onError: live(function (r) {
+        resync = true;
         setConn('closed', r.transport);
         showError('Connection error' + (r.reasonPhrase ? ': ' + r.reasonPhrase : '') + (r.status ? ' (HTTP ' + r.status + ')' : ''));
       }),
@@ -359,6 +371,7 @@
         note(transport + ' is not available (' + reason + '), falling back to ' + req.fallbackTransport);
       }),
       onFailureToReconnect: live(function (req, r) {
+        resync = true;
         setConn('closed', (r && r.transport) || req.transport);
         showError('Could not reconnect to the event stream.');
       }),
@@ -374,10 +387,34 @@
     // first heartbeat or the poll timeout. Subscribe as soon as the
     // handshake has given the connection its tracking id instead; the
     // answer to that completes the poll and opens the connection.
+    //
+    // For the same reason a long-poll that reconnects to a restarted
+    // server can sit unopened until the poll timeout, and a connection
+    // that gave up stays closed: once the server answers the REST API
+    // again and the connection has not reopened within a few seconds,
+    // start over with a new one.
     var watch = setInterval(function () {
       if (gen !== app.generation) { clearInterval(watch); return; }
+      if (app.conn === 'open') { restartAt = 0; return; }
       var id = uuid();
-      if (id && id !== sentFor && app.conn !== 'open') sendSubscribe();
+      if (app.conn === 'connecting' && id && id !== sentFor) {
+        sendSubscribe();
+        return;
+      }
+      if (!resync) return;
+      if (restartAt && Date.now() >= restartAt) {
+        subscribe();
+        return;
+      }
+      if (!restartAt && !probing && Date.now() - lastProbe > 2000) {
+        probing = true;
+        lastProbe = Date.now();
+        api('user/get_info', { hash: app.hash }).then(function () {
+          if (gen === app.generation && app.conn !== 'open' && !restartAt) restartAt = Date.now() + 3000;
+        }, function (e) {
+          if (gen === app.generation && e instanceof ApiError && AUTH_ERRORS[e.code]) handleFailure(e);
+        }).then(function () { probing = false; });
+      }
     }, 200);
   }
 
