@@ -49,6 +49,9 @@ type Config struct {
 	// Bus is the NATS URL of the event bus shared by several nodes
 	// ("nats://127.0.0.1:4222"); empty means the in-process bus.
 	Bus string
+	// BusSubject is the NATS subject the nodes of one installation share
+	// (default "fleetwire.events").
+	BusSubject string
 	// AdminKey guards the admin API; empty disables it.
 	AdminKey string
 	// Heartbeat is the server-to-client heartbeat period on idle
@@ -137,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Bus == "" {
 		s.Bus = bus.NewMemory()
 	} else {
-		nb, err := bus.NewNATS(cfg.Bus, "", cfg.Logger)
+		nb, err := bus.NewNATS(cfg.Bus, cfg.BusSubject, cfg.Logger)
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("open bus: %w", err)
@@ -155,6 +158,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		evOpts.Logger = cfg.Logger
 	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
+	// The registry hears of changes made on other nodes first, so that the
+	// hub reads current trackers and states when it handles them.
+	s.Bus.Subscribe(s.State.HandleBus)
 	s.Bus.Subscribe(s.Hub.HandleBus)
 	metrics.RegisterRuntime(metrics.Default)
 
