@@ -924,10 +924,10 @@
       gGrid.textContent = '';
       var x0 = view.cx - W / 2 / view.s, x1 = view.cx + W / 2 / view.s;
       var y0 = Math.max(0, view.cy - H / 2 / view.s), y1 = Math.min(1, view.cy + H / 2 / view.s);
-      var lng0 = lngOf(x0), lng1 = lngOf(x1);
+      var lng0 = Math.max(-180, lngOf(x0)), lng1 = Math.min(180, lngOf(x1));
       var lat0 = latOf(y1), lat1 = latOf(y0);
-      var lngStep = niceStep(lng1 - lng0, W / 120);
-      var latStep = niceStep(Math.max(lat1 - lat0, 1e-9), H / 80);
+      var lngStep = Math.min(niceStep(lng1 - lng0, W / 120), 60);
+      var latStep = Math.min(niceStep(Math.max(lat1 - lat0, 1e-9), H / 80), 30);
       var lngDec = decimalsOf(lngStep), latDec = decimalsOf(latStep);
       var i, v, p;
       for (i = Math.ceil(lng0 / lngStep); i * lngStep <= lng1; i++) {
