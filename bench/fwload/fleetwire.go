@@ -81,7 +81,7 @@ func (s *fleetwireSys) post(ctx context.Context, path string, admin bool, body, 
 		return fmt.Errorf("POST %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -89,6 +89,9 @@ func (s *fleetwireSys) post(ctx context.Context, path string, admin bool, body, 
 		Success bool `json:"success"`
 	}
 	if err := json.Unmarshal(raw, &ok); err != nil || !ok.Success {
+		if len(raw) > 300 {
+			raw = raw[:300]
+		}
 		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(raw))
 	}
 	if out != nil {
