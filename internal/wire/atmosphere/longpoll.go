@@ -58,6 +58,17 @@ func (srv *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, p param
 		w.Header().Set(hFirst, "true")
 	}
 	w.WriteHeader(http.StatusOK)
+	if transport == tLongPolling && p.legacy() {
+		// Browsers surface a held response (readyState 2, on which
+		// atmosphere.js 2.x fires onOpen/onReopen) only once body bytes
+		// arrive, so a legacy client would wait for the first event or
+		// the poll timeout to open. One space starts the body: the legacy
+		// client trims it (an otherwise empty poll is still empty) and
+		// tolerates it before a length prefix.
+		if _, err := w.Write([]byte{' '}); err != nil {
+			return
+		}
+	}
 	if err := c.rc.Flush(); err != nil {
 		return
 	}
