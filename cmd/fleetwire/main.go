@@ -62,6 +62,7 @@ func main() {
 // serverFlags holds the flags shared by serve and demo.
 type serverFlags struct {
 	cfg          server.Config
+	pprofListen  string
 	logLevel     string
 	logJSON      bool
 	demoTrackers int
@@ -86,6 +87,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")
 	fs.StringVar(&f.cfg.NGPListen, "ngp-listen", ":47642", "address of the generic protocol (NGP) HTTP ingest listener (empty disables)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
+	fs.StringVar(&f.pprofListen, "pprof-listen", "", "address of a net/http/pprof listener for profiling, e.g. 127.0.0.1:6060 (default: none)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON instead of text")
 	if name == "demo" {
@@ -134,6 +136,9 @@ func runServer(args []string, demo bool) error {
 
 	if demo && f.cfg.AdminKey == "" {
 		f.cfg.AdminKey = randomKey()
+	}
+	if f.pprofListen != "" {
+		startPprof(f.pprofListen, log)
 	}
 	srv, err := server.New(ctx, f.cfg)
 	if err != nil {
