@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
@@ -128,13 +130,30 @@ func NewSimulator(reg *state.Registry, trackers []*fleet.Tracker, opts SimOption
 // until ctx is done; it returns ctx.Err(). Run must not be called
 // concurrently with itself.
 func (s *Simulator) Run(ctx context.Context) error {
+	// Large fleets are stepped by one goroutine per CPU, each over its own
+	// share of the vehicles, so a short interval is kept up with.
+	shards := min(runtime.GOMAXPROCS(0), max(1, len(s.vehicles)/1000))
+	var wg sync.WaitGroup
+	for i := 0; i < shards; i++ {
+		part := s.vehicles[i*len(s.vehicles)/shards : (i+1)*len(s.vehicles)/shards]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx, part)
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (s *Simulator) run(ctx context.Context, vehicles []*vehicle) {
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
 	dt := s.opts.Interval.Seconds()
 	for {
-		for _, v := range s.vehicles {
+		for _, v := range vehicles {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return
 			}
 			_, err := s.reg.Apply(ctx, v.step(dt))
 			switch {
@@ -146,7 +165,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		case <-tick.C:
 		}
 	}

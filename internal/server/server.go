@@ -158,9 +158,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		evOpts.Logger = cfg.Logger
 	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
-	// The registry hears of changes made on other nodes first, so that the
-	// hub reads current trackers and states when it handles them.
-	s.Bus.Subscribe(s.State.HandleBus)
+	if cfg.Bus != "" {
+		// The registry hears of changes made on other nodes first, so that
+		// the hub reads current trackers and states when it handles them.
+		// On the in-process bus every change is already the registry's own.
+		s.Bus.Subscribe(s.State.HandleBus)
+	}
 	s.Bus.Subscribe(s.Hub.HandleBus)
 	metrics.RegisterRuntime(metrics.Default)
 

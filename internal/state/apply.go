@@ -37,7 +37,8 @@ type Fix struct {
 }
 
 // Apply updates the state of the tracker the fix's device belongs to and
-// publishes the new state. It returns the new state.
+// publishes the new state. It returns the new state. f is kept (for the
+// stream analyzer's history): the caller must not change it afterwards.
 func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	now := r.opts.Now()
 	if f.ReceivedAt.IsZero() {
@@ -74,7 +75,7 @@ func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	r.states[id] = s
 	r.dirty[id] = struct{}{}
 	r.mu.Unlock()
-	r.record(id, messageOf(f, at, f.ReceivedAt))
+	r.record(id, f, at)
 	r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s})
 	return s, nil
 }

@@ -23,14 +23,22 @@ type Field struct {
 	Value []byte // JSON literal: a number, a string, true or false
 }
 
-// history is a ring of a tracker's last HistorySize messages.
+// history is a ring of a tracker's last HistorySize fixes. The fixes are
+// kept as received (ingest hands them over and never touches them again)
+// and turned into Messages only when the stream analyzer asks, so the
+// ingest path pays for one pointer store.
 type history struct {
-	msgs [HistorySize]Message
-	n    int // messages ever recorded
+	fixes [HistorySize]recorded
+	n     int // fixes ever recorded
 }
 
-func (h *history) add(m Message) {
-	h.msgs[h.n%HistorySize] = m
+type recorded struct {
+	fix *Fix
+	at  time.Time
+}
+
+func (h *history) add(f *Fix, at time.Time) {
+	h.fixes[h.n%HistorySize] = recorded{f, at}
 	h.n++
 }
 
@@ -39,7 +47,8 @@ func (h *history) newest() []Message {
 	k := min(h.n, HistorySize)
 	out := make([]Message, 0, k)
 	for i := 1; i <= k; i++ {
-		out = append(out, h.msgs[(h.n-i)%HistorySize])
+		r := h.fixes[(h.n-i)%HistorySize]
+		out = append(out, messageOf(r.fix, r.at, r.fix.ReceivedAt))
 	}
 	return out
 }
@@ -106,13 +115,13 @@ func (r *Registry) History(id int64) []Message {
 	return h.newest()
 }
 
-func (r *Registry) record(id int64, m Message) {
+func (r *Registry) record(id int64, f *Fix, at time.Time) {
 	r.histMu.Lock()
 	h := r.hist[id]
 	if h == nil {
 		h = &history{}
 		r.hist[id] = h
 	}
-	h.add(m)
+	h.add(f, at)
 	r.histMu.Unlock()
 }
