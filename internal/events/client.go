@@ -50,6 +50,8 @@ type Client struct {
 
 	overSince   time.Time
 	overDrained uint64
+
+	tick int64 // the hub tick that last handled the client; Run's alone
 }
 
 // Batch kinds, indexes into Client.batches.
@@ -328,7 +330,7 @@ func (c *Client) subscribe(a *Action) {
 		}
 		c.pushBatch(b, c.batchIDs(b), now, true)
 		clear(b.pending)
-		b.next = now.Add(b.every)
+		b.next = nextBatch(now, b.every)
 	}
 }
 
@@ -500,14 +502,19 @@ func (c *Client) hashList() []string {
 
 // flush sends merged states and due batches. It reports whether the
 // client still has something waiting.
-func (c *Client) flush(now time.Time) bool {
+func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return false
+		return time.Time{}
 	}
 	soft := c.hub.opts.SoftQueue
-	more := false
+	retry := now.Add(c.hub.opts.MinRateLimit)
+	later := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
 	if len(c.lag) > 0 {
 		if c.out.Len() <= soft/2 {
 			ids := make([]int64, 0, len(c.lag))
@@ -528,15 +535,19 @@ func (c *Client) flush(now time.Time) bool {
 				}
 			}
 		} else {
-			more = true
+			later(retry)
 		}
 	}
 	for _, b := range c.batches {
 		if b == nil || len(b.pending) == 0 {
 			continue
 		}
-		if now.Before(b.next) || c.out.Len() >= soft {
-			more = true
+		if now.Before(b.next) {
+			later(b.next)
+			continue
+		}
+		if c.out.Len() >= soft {
+			later(retry)
 			continue
 		}
 		ids := make([]int64, 0, len(b.pending))
@@ -545,11 +556,15 @@ func (c *Client) flush(now time.Time) bool {
 		}
 		slices.Sort(ids)
 		clear(b.pending)
-		c.pushBatch(b, ids, now, false)
-		b.next = now.Add(b.every)
+		if b.kind == kindState {
+			c.pushStateBatchCached(ids, b.compact, now, cache)
+		} else {
+			c.pushBatch(b, ids, now, false)
+		}
+		b.next = nextBatch(now, b.every)
 	}
 	if c.closed {
-		return false
+		return time.Time{}
 	}
 	if c.out.Len() >= soft {
 		_, drained := c.out.Counts()
@@ -558,13 +573,50 @@ func (c *Client) flush(now time.Time) bool {
 		} else if now.Sub(c.overSince) >= c.hub.opts.StuckAfter {
 			mSlowClosed.Inc()
 			c.closeLocked(CloseTooSlow, "client too slow")
-			return false
+			return time.Time{}
 		}
-		more = true
+		later(retry)
 	} else {
 		c.overSince = time.Time{}
 	}
-	return more
+	return wake
+}
+
+// nextBatch is when the batch after one sent at sent may go: the first
+// point of the clock-aligned grid of every at least every after sent. The
+// gap is never shorter than every (and shorter than twice every), and all
+// subscribers with the same rate limit share the grid.
+func nextBatch(sent time.Time, every time.Duration) time.Time {
+	t := sent.Add(every)
+	r := t.UnixNano() % int64(every)
+	if r < 0 {
+		r += int64(every)
+	}
+	if r != 0 {
+		t = t.Add(every - time.Duration(r))
+	}
+	return t
+}
+
+// pushStateBatchCached is pushStateBatch for the hub's tick: clients due
+// in the same tick with the same changed trackers, format and zone get
+// the same messages, encoded once.
+func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, cache *batchCache) {
+	if cache == nil {
+		c.pushStateBatch(ids, compact, now, false)
+		return
+	}
+	key, hit := cache.lookup(ids, compact, c.zone)
+	if !hit {
+		key.msgs, key.entries = c.buildStateBatch(ids, compact, now)
+		cache.store(key)
+	}
+	for i, m := range key.msgs {
+		if c.push(m) {
+			mEventsBatch.Inc()
+			mBatchEntries.Add(uint64(key.entries[i]))
+		}
+	}
 }
 
 // pushBatch queues the events of batch subscription b for trackers ids.
@@ -583,29 +635,40 @@ func (c *Client) pushBatch(b *batchSub, ids []int64, now time.Time, always bool)
 
 // pushStateBatch queues state_batch events with the current states of
 // ids, skipping blocked and deleted trackers, split into messages of at
-// most MaxBatch states.
+// most MaxBatch states. always sends one (possibly empty) message even
+// when no state qualifies, as the answer to a new subscription.
 func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always bool) {
+	msgs, counts := c.buildStateBatch(ids, compact, now)
+	if len(msgs) == 0 && always {
+		b := appendEventHead(nil, TypeStateBatch, now, c.loc)
+		msgs, counts = [][]byte{append(b, "[]}"...)}, []int{0}
+	}
+	for i, m := range msgs {
+		if c.push(m) {
+			mEventsBatch.Inc()
+			mBatchEntries.Add(uint64(counts[i]))
+		}
+	}
+}
+
+// buildStateBatch encodes the state_batch messages for ids and the number
+// of states in each.
+func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs [][]byte, counts []int) {
 	max := c.hub.opts.MaxBatch
 	var buf []byte
 	n := 0
-	send := func() {
-		buf = append(buf, "]}"...)
-		if c.push(buf) {
-			mEventsBatch.Inc()
-			mBatchEntries.Add(uint64(n))
-		}
+	end := func() {
+		msgs = append(msgs, append(buf, "]}"...))
+		counts = append(counts, n)
 		buf, n = nil, 0
 	}
 	for _, id := range ids {
-		if c.status(id) != StatusNormal {
-			continue
-		}
-		s, ok := c.hub.dir.State(id)
-		if !ok {
+		t, s, ok := c.hub.snapshot(id)
+		if !ok || t.Blocked || t.UserID != c.user.ID {
 			continue
 		}
 		if buf == nil {
-			buf = make([]byte, 0, 64+min(len(ids), max)*400)
+			buf = make([]byte, 0, 64+min(len(ids), max)*320)
 			buf = appendEventHead(buf, TypeStateBatch, now, c.loc)
 			buf = append(buf, '[')
 		} else {
@@ -615,16 +678,13 @@ func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always
 		observe(now, s)
 		n++
 		if n >= max {
-			send()
+			end()
 		}
 	}
 	if buf != nil {
-		send()
-	} else if always {
-		buf = appendEventHead(nil, TypeStateBatch, now, c.loc)
-		buf = append(buf, '[')
-		send()
+		end()
 	}
+	return msgs, counts
 }
 
 // pushReadings queues a readings_batch event: data is an array holding

@@ -262,3 +262,46 @@ func appendIoT(dst []byte, id int64, msgs []state.Message) []byte {
 	}
 	return append(dst, '}')
 }
+
+// batchCache holds the state_batch messages built in one hub tick, keyed
+// by the trackers they carry, format and zone.
+type batchCache struct {
+	m map[batchKey][]*cachedBatch
+}
+
+type batchKey struct {
+	hash    uint64
+	n       int
+	compact bool
+	zone    string
+}
+
+type cachedBatch struct {
+	ids     []int64
+	key     batchKey
+	msgs    [][]byte
+	entries []int
+}
+
+func newBatchCache() *batchCache { return &batchCache{m: map[batchKey][]*cachedBatch{}} }
+
+func (bc *batchCache) reset() { clear(bc.m) }
+
+// lookup finds the batch for ids (sorted); on a miss it returns an empty
+// entry for the caller to fill and store.
+func (bc *batchCache) lookup(ids []int64, compact bool, zone string) (*cachedBatch, bool) {
+	h := uint64(14695981039346656037)
+	for _, id := range ids {
+		h ^= uint64(id)
+		h *= 1099511628211
+	}
+	k := batchKey{hash: h, n: len(ids), compact: compact, zone: zone}
+	for _, cb := range bc.m[k] {
+		if slices.Equal(cb.ids, ids) {
+			return cb, true
+		}
+	}
+	return &cachedBatch{ids: ids, key: k}, false
+}
+
+func (bc *batchCache) store(cb *cachedBatch) { bc.m[cb.key] = append(bc.m[cb.key], cb) }

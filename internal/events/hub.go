@@ -40,6 +40,25 @@ type Directory interface {
 	State(id int64) (*fleet.State, bool)
 }
 
+// Snapshotter is implemented by directories that return a tracker and
+// its state under one lock.
+type Snapshotter interface {
+	Snapshot(id int64) (*fleet.Tracker, *fleet.State, bool)
+}
+
+// snapshot returns tracker id and its current state.
+func (h *Hub) snapshot(id int64) (*fleet.Tracker, *fleet.State, bool) {
+	if sn, ok := h.dir.(Snapshotter); ok {
+		return sn.Snapshot(id)
+	}
+	t, ok := h.dir.Tracker(id)
+	if !ok {
+		return nil, nil, false
+	}
+	s, ok := h.dir.State(id)
+	return t, s, ok
+}
+
 // Historian is implemented by directories that keep each tracker's last
 // messages for the stream analyzer (iot_monitor).
 type Historian interface {
@@ -320,12 +339,23 @@ func (h *Hub) markDue(c *Client) {
 
 // Run sends due batches and merged states, closes stuck clients and ends
 // clients whose sessions expired, until ctx is cancelled.
+//
+// Clients wait in buckets by the tick they are next due at; each tick
+// handles the clients that became due (a first change after a batch) and
+// the buckets whose time came. Batches go out on a clock-aligned grid of
+// their rate limit, so the clients that follow the same trackers with the
+// same rate limit are due in the same tick and share one encoding.
 func (h *Hub) Run(ctx context.Context) error {
-	tick := time.NewTicker(h.opts.MinRateLimit)
+	step := h.opts.MinRateLimit
+	tick := time.NewTicker(step)
 	defer tick.Stop()
 	check := time.NewTicker(30 * time.Second)
 	defer check.Stop()
-	var work []*Client
+	var (
+		work    []*Client
+		buckets = map[int64][]*Client{}
+		cache   = newBatchCache()
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -335,19 +365,35 @@ func (h *Hub) Run(ctx context.Context) error {
 			continue
 		case <-tick.C:
 		}
+		now := h.opts.Now()
+		idx := now.UnixNano() / int64(step)
 		h.dueMu.Lock()
 		for c := range h.due {
 			work = append(work, c)
 		}
 		clear(h.due)
 		h.dueMu.Unlock()
-		now := h.opts.Now()
-		for _, c := range work {
-			if c.flush(now) {
-				h.dueMu.Lock()
-				h.due[c] = struct{}{}
-				h.dueMu.Unlock()
+		for k, cs := range buckets {
+			if k <= idx {
+				work = append(work, cs...)
+				delete(buckets, k)
 			}
+		}
+		cache.reset()
+		for _, c := range work {
+			if c.tick == idx+1 { // already handled in this tick
+				continue
+			}
+			c.tick = idx + 1
+			wake := c.flush(now, cache)
+			if wake.IsZero() {
+				continue
+			}
+			k := (wake.UnixNano() + int64(step) - 1) / int64(step)
+			if k <= idx {
+				k = idx + 1
+			}
+			buckets[k] = append(buckets[k], c)
 		}
 		clear(work)
 		work = work[:0]

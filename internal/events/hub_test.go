@@ -273,10 +273,10 @@ func TestStateBatchRateLimitAndMerge(t *testing.T) {
 		f.fix("f2", float64(i)) // not subscribed
 	}
 	now := *f.now.Load()
-	if c.flush(now.Add(4 * time.Second)); c.Outbox().Len() != 0 {
+	if c.flush(now.Add(4 * time.Second), nil); c.Outbox().Len() != 0 {
 		t.Fatalf("batch sent before rate_limit elapsed")
 	}
-	c.flush(now.Add(5 * time.Second))
+	c.flush(now.Add(5 * time.Second), nil)
 	msgs := drain(t, c)
 	if len(msgs) != 1 {
 		t.Fatalf("want one batch, got %v", msgs)
@@ -290,7 +290,7 @@ func TestStateBatchRateLimitAndMerge(t *testing.T) {
 		t.Errorf("batch carries lat %v, want the latest (9)", lat)
 	}
 	// Nothing changed: nothing is sent.
-	c.flush(now.Add(20 * time.Second))
+	c.flush(now.Add(20 * time.Second), nil)
 	if n := c.Outbox().Len(); n != 0 {
 		t.Errorf("%d messages without changes", n)
 	}
@@ -319,7 +319,7 @@ func TestSlowClientMergesAndCloses(t *testing.T) {
 	}
 	// Once it drains, it gets each tracker's latest state, nothing stale.
 	drain(t, c)
-	c.flush(*f.now.Load())
+	c.flush(*f.now.Load(), nil)
 	msgs := drain(t, c)
 	if len(msgs) != 2 {
 		t.Fatalf("after draining: %d messages, want 2 merged states", len(msgs))
@@ -334,9 +334,9 @@ func TestSlowClientMergesAndCloses(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		f.fix("g1", float64(i))
 	}
-	c.flush(*f.now.Load())
+	c.flush(*f.now.Load(), nil)
 	f.advance(11 * time.Second)
-	c.flush(*f.now.Load())
+	c.flush(*f.now.Load(), nil)
 	if closed, code, _ := c.Outbox().Closed(); !closed || code != CloseTooSlow {
 		t.Fatalf("stuck client: closed %v code %d, want 1008", closed, code)
 	}
@@ -467,3 +467,45 @@ func FuzzParseAction(f *testing.F) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func TestSharedBatchesAndGrid(t *testing.T) {
+	f := newFixture(t, Options{})
+	u, hash := f.user("sue", "UTC")
+	f.tracker(u.ID, "s1")
+	f.tracker(u.ID, "s2")
+	a, b := f.hub.NewClient(), f.hub.NewClient()
+	for _, c := range []*Client{a, b} {
+		send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "50ms"}))
+		c.Outbox().Drain(nil, 0)
+	}
+	f.fix("s1", 1)
+	f.fix("s2", 2)
+	at := f.now.Load().Add(time.Second)
+	cache := newBatchCache()
+	for _, c := range []*Client{a, b} {
+		if wake := c.flush(at, cache); !wake.IsZero() {
+			t.Errorf("client still due at %v after its batch", wake)
+		}
+	}
+	ma, mb := a.Outbox().Drain(nil, 0), b.Outbox().Drain(nil, 0)
+	if len(ma) != 1 || len(mb) != 1 || &ma[0][0] != &mb[0][0] {
+		t.Fatalf("the two clients' batches are not one shared encoding: %d, %d messages", len(ma), len(mb))
+	}
+	// The next batch may go at the next 50ms grid point at least 50ms later.
+	f.fix("s1", 3)
+	wake := a.flush(at, cache)
+	if want := at.Add(50 * time.Millisecond); !wake.Equal(want) {
+		t.Errorf("next batch at %v, want %v", wake, want)
+	}
+	for _, tc := range []struct{ sent, want string }{
+		{"10:00:00.000", "10:00:00.050"},
+		{"10:00:00.010", "10:00:00.100"},
+		{"10:00:00.049", "10:00:00.100"},
+	} {
+		sent, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.sent)
+		want, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.want)
+		if got := nextBatch(sent, 50*time.Millisecond); !got.Equal(want) {
+			t.Errorf("nextBatch(%s) = %s, want %s", tc.sent, got.Format("15:04:05.000"), tc.want)
+		}
+	}
+}

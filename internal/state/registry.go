@@ -210,6 +210,15 @@ func (r *Registry) State(id int64) (*fleet.State, bool) {
 	return s, ok
 }
 
+// Snapshot returns tracker id and its current state under one lock.
+func (r *Registry) Snapshot(id int64) (*fleet.Tracker, *fleet.State, bool) {
+	r.mu.RLock()
+	t, ok := r.trackers[id]
+	s, sok := r.states[id]
+	r.mu.RUnlock()
+	return t, s, ok && sok
+}
+
 // CreateTracker registers a new tracker and announces it on the bus.
 func (r *Registry) CreateTracker(ctx context.Context, t *fleet.Tracker) (*fleet.Tracker, error) {
 	nt, err := r.st.CreateTracker(ctx, t)
