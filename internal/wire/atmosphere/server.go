@@ -82,6 +82,11 @@ func NewServer(h Handler, opts Options) *Server {
 	srv.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  opts.WriteTimeout,
 		EnableCompression: true,
+		// Idle connections are most connections: a small read buffer of
+		// their own (the HTTP server's 4 KiB one is released) and write
+		// buffers borrowed from a pool only while a message is written.
+		ReadBufferSize:  wsReadBuffer,
+		WriteBufferPool: &wsWritePool,
 		CheckOrigin:       func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			fail(w, r, status, reason.Error())
@@ -90,6 +95,10 @@ func NewServer(h Handler, opts Options) *Server {
 	go srv.reaper()
 	return srv
 }
+
+const wsReadBuffer = 512
+
+var wsWritePool sync.Pool
 
 // enter registers a request with the server, false once shutting down.
 func (srv *Server) enter() bool {

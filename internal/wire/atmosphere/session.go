@@ -169,7 +169,7 @@ func (s *session) release(a *attachment) {
 
 // take returns the next messages to write on a: pending replays first,
 // then up to max (all when max <= 0) messages from the outbox, which are
-// numbered and kept in the ring. A detached attachment gets nothing.
+// numbered and, for an acknowledging client, kept in the ring. A detached attachment gets nothing.
 func (s *session) take(a *attachment, max int) []delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,7 +197,11 @@ func (s *session) take(a *attachment, max int) []delivery {
 	for _, m := range msgs {
 		s.seq++
 		d := delivery{seq: s.seq, msg: m}
-		s.ring.push(d)
+		if a.ack {
+			// Only a client that acknowledges can ask for a replay; for
+			// the others the ring would be memory held for nothing.
+			s.ring.push(d)
+		}
 		out = append(out, d)
 	}
 	return out
