@@ -22,7 +22,7 @@ const testAdminKey = "test-admin-key"
 
 // harness is one real server on loopback ports, torn down with the test.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	base   string // http://127.0.0.1:port
 	osmand string // http://127.0.0.1:port
@@ -31,13 +31,13 @@ type harness struct {
 	dir    string
 }
 
-func startServer(t *testing.T, mutate func(*Config)) *harness {
+func startServer(t testing.TB, mutate func(*Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	return startServerIn(t, dir, mutate)
 }
 
-func startServerIn(t *testing.T, dir string, mutate func(*Config)) *harness {
+func startServerIn(t testing.TB, dir string, mutate func(*Config)) *harness {
 	t.Helper()
 	cfg := Config{
 		Listen:       "127.0.0.1:0",
@@ -206,7 +206,7 @@ func (h *harness) fix(device string, lat, lon, speedKnots float64) {
 
 // wsClient is an Atmosphere WebSocket client as atmosphere.js drives it.
 type wsClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 	uuid string
 	// track is true when trackMessageLength framing was asked for.
