@@ -265,8 +265,11 @@ func appendIoT(dst []byte, id int64, msgs []state.Message) []byte {
 
 // batchCache holds the state_batch messages built in one hub tick, keyed
 // by the trackers they carry, format and zone.
+// It is safe for concurrent use; two clients missing the same batch at
+// once may both build it, which costs time, not correctness.
 type batchCache struct {
-	m map[batchKey][]*cachedBatch
+	mu sync.Mutex
+	m  map[batchKey][]*cachedBatch
 }
 
 type batchKey struct {
@@ -285,7 +288,11 @@ type cachedBatch struct {
 
 func newBatchCache() *batchCache { return &batchCache{m: map[batchKey][]*cachedBatch{}} }
 
-func (bc *batchCache) reset() { clear(bc.m) }
+func (bc *batchCache) reset() {
+	bc.mu.Lock()
+	clear(bc.m)
+	bc.mu.Unlock()
+}
 
 // lookup finds the batch for ids (sorted); on a miss it returns an empty
 // entry for the caller to fill and store.
@@ -296,6 +303,8 @@ func (bc *batchCache) lookup(ids []int64, compact bool, zone string) (*cachedBat
 		h *= 1099511628211
 	}
 	k := batchKey{hash: h, n: len(ids), compact: compact, zone: zone}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
 	for _, cb := range bc.m[k] {
 		if slices.Equal(cb.ids, ids) {
 			return cb, true
@@ -304,4 +313,8 @@ func (bc *batchCache) lookup(ids []int64, compact bool, zone string) (*cachedBat
 	return &cachedBatch{ids: ids, key: k}, false
 }
 
-func (bc *batchCache) store(cb *cachedBatch) { bc.m[cb.key] = append(bc.m[cb.key], cb) }
+func (bc *batchCache) store(cb *cachedBatch) {
+	bc.mu.Lock()
+	bc.m[cb.key] = append(bc.m[cb.key], cb)
+	bc.mu.Unlock()
+}

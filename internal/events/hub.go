@@ -17,6 +17,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -353,6 +355,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer check.Stop()
 	var (
 		work    []*Client
+		wakes   []time.Time
 		buckets = map[int64][]*Client{}
 		cache   = newBatchCache()
 	)
@@ -380,16 +383,23 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 		cache.reset()
+		// A client may be both due and in a bucket: handle it once.
+		n := 0
 		for _, c := range work {
-			if c.tick == idx+1 { // already handled in this tick
+			if c.tick != idx+1 {
+				c.tick = idx + 1
+				work[n] = c
+				n++
+			}
+		}
+		clear(work[n:])
+		work = work[:n]
+		wakes = flushAll(work, now, cache, wakes[:0])
+		for i, c := range work {
+			if wakes[i].IsZero() {
 				continue
 			}
-			c.tick = idx + 1
-			wake := c.flush(now, cache)
-			if wake.IsZero() {
-				continue
-			}
-			k := (wake.UnixNano() + int64(step) - 1) / int64(step)
+			k := (wakes[i].UnixNano() + int64(step) - 1) / int64(step)
 			if k <= idx {
 				k = idx + 1
 			}
@@ -398,6 +408,32 @@ func (h *Hub) Run(ctx context.Context) error {
 		clear(work)
 		work = work[:0]
 	}
+}
+
+// flushAll flushes the clients of one tick, spread over the CPUs when
+// there are many, and returns when each wants to be handled again.
+func flushAll(work []*Client, now time.Time, cache *batchCache, wakes []time.Time) []time.Time {
+	wakes = slices.Grow(wakes, len(work))[:len(work)]
+	workers := min(runtime.GOMAXPROCS(0), len(work)/256)
+	if workers <= 1 {
+		for i, c := range work {
+			wakes[i] = c.flush(now, cache)
+		}
+		return wakes
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*len(work)/workers, (w+1)*len(work)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				wakes[i] = work[i].flush(now, cache)
+			}
+		}()
+	}
+	wg.Wait()
+	return wakes
 }
 
 // checkSessions ends the subscriptions of clients whose hash stopped

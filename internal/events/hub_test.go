@@ -273,10 +273,10 @@ func TestStateBatchRateLimitAndMerge(t *testing.T) {
 		f.fix("f2", float64(i)) // not subscribed
 	}
 	now := *f.now.Load()
-	if c.flush(now.Add(4 * time.Second), nil); c.Outbox().Len() != 0 {
+	if c.flush(now.Add(4*time.Second), nil); c.Outbox().Len() != 0 {
 		t.Fatalf("batch sent before rate_limit elapsed")
 	}
-	c.flush(now.Add(5 * time.Second), nil)
+	c.flush(now.Add(5*time.Second), nil)
 	msgs := drain(t, c)
 	if len(msgs) != 1 {
 		t.Fatalf("want one batch, got %v", msgs)
@@ -290,7 +290,7 @@ func TestStateBatchRateLimitAndMerge(t *testing.T) {
 		t.Errorf("batch carries lat %v, want the latest (9)", lat)
 	}
 	// Nothing changed: nothing is sent.
-	c.flush(now.Add(20 * time.Second), nil)
+	c.flush(now.Add(20*time.Second), nil)
 	if n := c.Outbox().Len(); n != 0 {
 		t.Errorf("%d messages without changes", n)
 	}
@@ -506,6 +506,37 @@ func TestSharedBatchesAndGrid(t *testing.T) {
 		want, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.want)
 		if got := nextBatch(sent, 50*time.Millisecond); !got.Equal(want) {
 			t.Errorf("nextBatch(%s) = %s, want %s", tc.sent, got.Format("15:04:05.000"), tc.want)
+		}
+	}
+}
+
+// TestFlushAllInParallel: a tick with many due clients is flushed on
+// several goroutines, and every client still gets its (shared) batch.
+func TestFlushAllInParallel(t *testing.T) {
+	f := newFixture(t, Options{})
+	u, hash := f.user("pat", "UTC")
+	f.tracker(u.ID, "p1")
+	cs := make([]*Client, 1200)
+	for i := range cs {
+		cs[i] = f.hub.NewClient()
+		send(cs[i], sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "10ms"}))
+		cs[i].Outbox().Drain(nil, 0)
+	}
+	f.fix("p1", 7)
+	wakes := flushAll(cs, f.now.Load().Add(time.Second), newBatchCache(), nil)
+	var first []byte
+	for i, c := range cs {
+		if !wakes[i].IsZero() {
+			t.Fatalf("client %d still due", i)
+		}
+		msgs := c.Outbox().Drain(nil, 0)
+		if len(msgs) != 1 {
+			t.Fatalf("client %d got %d messages", i, len(msgs))
+		}
+		if first == nil {
+			first = msgs[0]
+		} else if string(first) != string(msgs[0]) {
+			t.Fatalf("client %d got a different batch", i)
 		}
 	}
 }

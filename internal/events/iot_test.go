@@ -64,7 +64,7 @@ func TestReadingsBatch(t *testing.T) {
 	f.advance(2 * time.Second)
 	f.sensors("r1", map[string]string{"temperature_1": "22"})
 	now := *f.now.Load()
-	c.flush(now.Add(-1500 * time.Millisecond), nil)
+	c.flush(now.Add(-1500*time.Millisecond), nil)
 	if n := c.Outbox().Len(); n != 0 {
 		t.Fatalf("readings sent before the rate limit")
 	}
