@@ -330,7 +330,7 @@ func (c *Client) subscribe(a *Action) {
 		}
 		c.pushBatch(b, c.batchIDs(b), now, true)
 		clear(b.pending)
-		b.next = nextBatch(now, b.every)
+		b.next = nextBatch(now, b.every, c.hub.opts.MinRateLimit)
 	}
 }
 
@@ -561,7 +561,7 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 		} else {
 			c.pushBatch(b, ids, now, false)
 		}
-		b.next = nextBatch(now, b.every)
+		b.next = nextBatch(now, b.every, c.hub.opts.MinRateLimit)
 	}
 	if c.closed {
 		return time.Time{}
@@ -583,11 +583,16 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 }
 
 // nextBatch is when the batch after one sent at sent may go: the first
-// point of the clock-aligned grid of every at least every after sent. The
-// gap is never shorter than every (and shorter than twice every), and all
-// subscribers with the same rate limit share the grid.
-func nextBatch(sent time.Time, every time.Duration) time.Time {
-	t := sent.Add(every)
+// point of the clock-aligned grid of every that is at least every after
+// sent, less slack. The hub handles a grid point up to one tick late, and
+// without the slack a batch sent a little after its grid point would push
+// the next one a whole period further. So batches are at most one per
+// grid period, never closer than every - slack (slack is the hub's tick,
+// at most a tenth of every), and all subscribers with the same rate limit
+// share the grid.
+func nextBatch(sent time.Time, every, slack time.Duration) time.Time {
+	slack = min(slack, every/10)
+	t := sent.Add(every - slack)
 	r := t.UnixNano() % int64(every)
 	if r < 0 {
 		r += int64(every)

@@ -499,12 +499,13 @@ func TestSharedBatchesAndGrid(t *testing.T) {
 	}
 	for _, tc := range []struct{ sent, want string }{
 		{"10:00:00.000", "10:00:00.050"},
+		{"10:00:00.004", "10:00:00.050"}, // handled late in its tick: stays on the grid
 		{"10:00:00.010", "10:00:00.100"},
 		{"10:00:00.049", "10:00:00.100"},
 	} {
 		sent, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.sent)
 		want, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.want)
-		if got := nextBatch(sent, 50*time.Millisecond); !got.Equal(want) {
+		if got := nextBatch(sent, 50*time.Millisecond, 10*time.Millisecond); !got.Equal(want) {
 			t.Errorf("nextBatch(%s) = %s, want %s", tc.sent, got.Format("15:04:05.000"), tc.want)
 		}
 	}
