@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
@@ -77,6 +78,64 @@ func BenchmarkStateBatch10k(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(ids))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 			b.ReportMetric(float64(bytes)/float64(b.N)/float64(len(ids)), "B/entry")
+		})
+	}
+}
+
+// BenchmarkFleetTick measures one hub tick for 1,000 clients in 10 fleets
+// of 100 trackers, each client following its fleet with state_batch and
+// every tracker changed: with the tick's shared batch cache (the server's
+// path) and without it (one encoding per client, as before sharing).
+func BenchmarkFleetTick(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			f := newFixture(b, Options{Outbox: outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}, SoftQueue: 1 << 20})
+			var clients []*Client
+			var devs []string
+			for fl := 0; fl < 10; fl++ {
+				u, hash := f.user(fmt.Sprintf("fleet%d", fl), "UTC")
+				for i := 0; i < 100; i++ {
+					dev := fmt.Sprintf("f%d-%03d", fl, i)
+					f.tracker(u.ID, dev)
+					devs = append(devs, dev)
+				}
+				for i := 0; i < 100; i++ {
+					c := f.hub.NewClient()
+					send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "10ms"}))
+					c.Outbox().Drain(nil, 0)
+					clients = append(clients, c)
+				}
+			}
+			at := f.now.Load().Add(time.Hour)
+			cache := newBatchCache()
+			var sink [][]byte
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for i, d := range devs {
+					speed := 40.0
+					if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: d, Location: &fleet.Location{Lat: float64(i) * 1e-4, Lng: 13}, Speed: &speed}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				at = at.Add(time.Second)
+				cache.reset()
+				b.StartTimer()
+				for _, c := range clients {
+					if shared {
+						c.flush(at, cache)
+					} else {
+						c.flush(at, nil)
+					}
+				}
+				b.StopTimer()
+				for _, c := range clients {
+					sink = c.Outbox().Drain(sink[:0], 0)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(clients)*100)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
 }
