@@ -1,0 +1,55 @@
+package outbox
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestQueueOrderLimitsAndUnread(t *testing.T) {
+	q := New(Limits{MaxMessages: 3, MaxBytes: 10})
+	for _, m := range []string{"a", "bb", "ccc"} {
+		if err := q.Push([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Push([]byte("d")); !errors.Is(err, ErrFull) {
+		t.Fatalf("push past MaxMessages: %v", err)
+	}
+	select {
+	case <-q.Ready():
+	default:
+		t.Fatal("Ready not signalled after Push")
+	}
+	got := q.Drain(nil, 2)
+	if len(got) != 2 || string(got[0]) != "a" || string(got[1]) != "bb" || q.Len() != 1 {
+		t.Fatalf("drain 2: %q, left %d", got, q.Len())
+	}
+	q.Unread(got[1:])
+	if all := q.Drain(nil, 0); len(all) != 2 || string(all[0]) != "bb" || string(all[1]) != "ccc" {
+		t.Fatalf("after unread: %q", all)
+	}
+	if err := q.Push(make([]byte, 11)); !errors.Is(err, ErrFull) {
+		t.Fatalf("push past MaxBytes: %v", err)
+	}
+	if pushed, drained := q.Counts(); pushed != 3 || drained != 3 {
+		t.Fatalf("counts %d/%d", pushed, drained)
+	}
+}
+
+func TestQueueClose(t *testing.T) {
+	q := New(Limits{})
+	_ = q.Push([]byte("last"))
+	q.Close(1008, "too slow")
+	q.Close(1000, "ignored")
+	if err := q.Push([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("push after close: %v", err)
+	}
+	<-q.Done()
+	closed, code, reason := q.Closed()
+	if !closed || code != 1008 || reason != "too slow" {
+		t.Fatalf("closed %v %d %q", closed, code, reason)
+	}
+	if got := q.Drain(nil, 0); len(got) != 1 || string(got[0]) != "last" {
+		t.Fatalf("queued message lost on close: %q", got)
+	}
+}
