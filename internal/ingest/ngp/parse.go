@@ -608,6 +608,10 @@ func timestamp(raw json.RawMessage, name string) (time.Time, bool, error) {
 	if err != nil {
 		return time.Time{}, false, invalid("%s must be an ISO 8601 UTC timestamp like 2024-09-02T23:59:59Z", name)
 	}
+	if t.Year() < 1970 {
+		// Year 1 is Go's zero time, which means "no time" downstream.
+		return time.Time{}, false, invalid("%s is before 1970", name)
+	}
 	return t.UTC(), true, nil
 }
 
