@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/demo"
@@ -72,7 +73,20 @@ fleetwire demo is running
   admin key     %s
   trackers      %d simulated, reporting every %s
 Press Ctrl+C to stop.
-`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), srv.OsmandAddr(), f.cfg.AdminKey, n, f.demoInterval)
+`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), reachable(srv.OsmandAddr()), f.cfg.AdminKey, n, f.demoInterval)
+}
+
+// reachable turns a listener's address into one a local client can dial:
+// a wildcard host becomes 127.0.0.1.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func randomKey() string {
