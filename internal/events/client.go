@@ -673,7 +673,11 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 			continue
 		}
 		if buf == nil {
-			buf = make([]byte, 0, 64+min(len(ids), max)*320)
+			per := 512 // a full state is about 460 bytes, a compact one 290
+			if compact {
+				per = 320
+			}
+			buf = make([]byte, 0, 64+min(len(ids), max)*per)
 			buf = appendEventHead(buf, TypeStateBatch, now, c.loc)
 			buf = append(buf, '[')
 		} else {
