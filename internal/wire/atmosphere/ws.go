@@ -87,7 +87,12 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 		srv.openError(w, r, err)
 		return
 	}
-	defer s.release(a)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			s.release(a)
+		}
+	}()
 	hdr := http.Header{}
 	hdr.Set(hTrackingID, s.id)
 	if created {
@@ -111,7 +116,23 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 		// Replaced or removed while upgrading.
 		_ = c.Close()
 	}
-	defer c.Close()
+	// The connection lives on in a goroutine of its own: returning from
+	// the handler lets net/http release the request and its 4 KiB read
+	// and write buffers, and the handler's deep stack, which would
+	// otherwise stay with every idle connection.
+	handedOver = true
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		defer s.release(a)
+		defer c.Close()
+		srv.runWebSocket(s, a, c, p, created)
+	}()
+}
+
+// runWebSocket carries session s over the upgraded connection c until
+// either ends.
+func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p params, created bool) {
 	wc := &wsConn{conn: c, track: p.track, timeout: srv.opts.WriteTimeout}
 
 	readDone := make(chan struct{})
