@@ -321,7 +321,7 @@ type okBody struct {
 var success = okBody{Success: true}
 
 // dateTimeLayout is the API's default date/time format.
-const dateTimeLayout = "2006-01-02 15:04:05"
+const dateTimeLayout = fleet.DateTimeLayout
 
 // dateTime formats t in loc in the API's default format; the zero time is
 // null.
