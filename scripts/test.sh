@@ -28,6 +28,13 @@ export FLEETWIRE_REQUIRE_NODE=1
 export FLEETWIRE_ARTIFACTS="${FLEETWIRE_ARTIFACTS:-$PWD/test/artifacts}"
 mkdir -p "$FLEETWIRE_ARTIFACTS"
 
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted"
+	exit 1
+fi
+
 log "go vet"
 go vet ./...
 

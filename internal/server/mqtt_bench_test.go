@@ -82,7 +82,7 @@ func benchMQTTToWebSocket(b *testing.B, setup func(*Config)) {
 		}
 	}()
 
-	dev := paho.NewClient(paho.NewClientOptions().AddBroker(h.srv.MQTTURL()).SetClientID("bench-pub-"+suffix))
+	dev := paho.NewClient(paho.NewClientOptions().AddBroker(h.srv.MQTTURL()).SetClientID("bench-pub-" + suffix))
 	if tok := dev.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}

@@ -87,7 +87,7 @@ func NewServer(h Handler, opts Options) *Server {
 		// buffers borrowed from a pool only while a message is written.
 		ReadBufferSize:  wsReadBuffer,
 		WriteBufferPool: &wsWritePool,
-		CheckOrigin:       func(*http.Request) bool { return true },
+		CheckOrigin:     func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			fail(w, r, status, reason.Error())
 		},
