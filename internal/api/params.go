@@ -59,8 +59,9 @@ func parseParams(w http.ResponseWriter, r *http.Request, maxBody int64) (*params
 }
 
 // parseBody adds the parameters of body, read according to contentType.
-// Without a usable content type a body that looks like a JSON object is
-// read as JSON and anything else as a form.
+// Without a usable content type, or with the form type that curl and many
+// HTTP clients set by default, a body that is a JSON object is read as
+// JSON; anything else as a form.
 func (p *params) parseBody(contentType string, body []byte, maxBody int64) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -72,6 +73,8 @@ func (p *params) parseBody(contentType string, body []byte, maxBody int64) error
 		return p.parseJSON(trimmed)
 	case mediaType == "multipart/form-data":
 		return p.parseMultipart(body, mp["boundary"], maxBody)
+	case trimmed[0] == '{' && json.Valid(trimmed):
+		return p.parseJSON(trimmed)
 	case mediaType == "application/x-www-form-urlencoded":
 		return p.parseForm(trimmed)
 	case trimmed[0] == '{':

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/fleetwire/fleetwire/internal/state"
@@ -53,4 +54,15 @@ func TestReadings(t *testing.T) {
 		t.Errorf("batch_list result %v", m)
 	}
 	wantErr(t, "batch foreign", e.post("/v2/tracker/readings/batch_list", map[string]any{"hash": hash, "trackers": []int64{id, otherID}}), 217, 400)
+}
+
+// TestJSONBodyWithFormContentType: curl -d '{...}' without a Content-Type
+// header sends the form type; the JSON object is still read as JSON.
+func TestJSONBodyWithFormContentType(t *testing.T) {
+	e := newEnv(t, testAdminKey)
+	e.createUser("cu", "pw-curl", "UTC")
+	a := e.do("POST", "/v2/user/auth", "application/x-www-form-urlencoded", strings.NewReader(`{"login":"cu","password":"pw-curl"}`), nil)
+	if a.status != 200 || a.m["success"] != true {
+		t.Fatalf("user/auth with a JSON body sent as a form: %d %v", a.status, a.m)
+	}
 }
