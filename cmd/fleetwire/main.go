@@ -82,6 +82,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.DurationVar(&f.cfg.Heartbeat, "heartbeat", 60*time.Second, "server heartbeat period on idle event connections")
 	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 0, "client heartbeat period announced in the Atmosphere handshake (0: clients send none)")
 	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
+	fs.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 0, "close event WebSockets silent for this long; clients are asked in the handshake to send heartbeats every third of it (0: never)")
 	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")
 	fs.StringVar(&f.cfg.MQTTURL, "mqtt-url", os.Getenv("FLEETWIRE_MQTT_URL"), "MQTT broker for device telemetry, the topic bridge and commands, e.g. tcp://127.0.0.1:1883 (default: the embedded broker)")
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")

@@ -65,6 +65,11 @@ type Config struct {
 	SessionGrace time.Duration
 	// LongPollTimeout is how long a long-poll request is held (default 30s).
 	LongPollTimeout time.Duration
+	// IdleTimeout closes a WebSocket that sent nothing (no message, no
+	// heartbeat, no pong) for this long (default 0: never). When set and
+	// ClientHeartbeat is not, clients are asked in the handshake to send a
+	// heartbeat every third of it.
+	IdleTimeout time.Duration
 	// State tunes the live state registry (status timers, persistence).
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
@@ -167,9 +172,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Bus.Subscribe(s.Hub.HandleBus)
 	metrics.RegisterRuntime(metrics.Default)
 
+	clientHeartbeat := cfg.ClientHeartbeat
+	if cfg.IdleTimeout > 0 && clientHeartbeat == 0 {
+		clientHeartbeat = cfg.IdleTimeout / 3
+	}
 	s.atmo = atmosphere.NewServer(hubHandler{s.Hub}, atmosphere.Options{
 		Heartbeat:       cfg.Heartbeat,
-		ClientHeartbeat: cfg.ClientHeartbeat,
+		ClientHeartbeat: clientHeartbeat,
+		IdleTimeout:     cfg.IdleTimeout,
 		SessionGrace:    cfg.SessionGrace,
 		LongPollTimeout: cfg.LongPollTimeout,
 		Logger:          cfg.Logger,

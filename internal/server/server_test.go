@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -321,3 +323,45 @@ func TestOperationsEndpoints(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestIdleTimeoutAnnounced: with an idle timeout the handshake asks the
+// client for heartbeats often enough, a heartbeating client stays, and a
+// silent one is closed.
+func TestIdleTimeoutAnnounced(t *testing.T) {
+	h := startServer(t, func(c *Config) { c.IdleTimeout = 900 * time.Millisecond })
+	u := "ws" + strings.TrimPrefix(h.base, "http") + "/v2/event/subscription?X-Atmosphere-tracking-id=0&X-atmo-protocol=true&X-Atmosphere-Transport=websocket"
+	conn, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	_, hs, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(hs), "|")
+	if len(parts) != 4 || parts[1] != "300" {
+		t.Fatalf("handshake %q, want a 300 ms client heartbeat", hs)
+	}
+	// Heartbeating for longer than the idle timeout keeps it open.
+	for i := 0; i < 6; i++ {
+		time.Sleep(300 * time.Millisecond)
+		if err := conn.WriteMessage(websocket.TextMessage, []byte("X")); err != nil {
+			t.Fatalf("closed while heartbeating: %v", err)
+		}
+	}
+	// Silence closes it, well before our own read deadline.
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	for {
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("silent connection still open after %s", wait)
+		}
+		return
+	}
+}
