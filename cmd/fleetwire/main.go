@@ -80,7 +80,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.Bus, "bus", "", "NATS URL of the event bus shared by several nodes (default: in-process)")
 	fs.StringVar(&f.cfg.AdminKey, "admin-key", os.Getenv("FLEETWIRE_ADMIN_KEY"), "key guarding the admin API (default $FLEETWIRE_ADMIN_KEY; empty disables the admin API)")
 	fs.DurationVar(&f.cfg.Heartbeat, "heartbeat", 60*time.Second, "server heartbeat period on idle event connections")
-	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 0, "client heartbeat period announced in the Atmosphere handshake (0: clients send none)")
+	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 30*time.Second, "client heartbeat period announced in the Atmosphere handshake, as the published service does (0: clients send none)")
 	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
 	fs.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 0, "close event WebSockets silent for this long; clients are asked in the handshake to send heartbeats every third of it (0: never)")
 	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")
