@@ -66,9 +66,9 @@ type Config struct {
 	// LongPollTimeout is how long a long-poll request is held (default 30s).
 	LongPollTimeout time.Duration
 	// IdleTimeout closes a WebSocket that sent nothing (no message, no
-	// heartbeat, no pong) for this long (default 0: never). When set and
-	// ClientHeartbeat is not, clients are asked in the handshake to send a
-	// heartbeat every third of it.
+	// heartbeat, no pong) for this long (default 0: never). When set,
+	// clients are asked in the handshake to send a heartbeat every third
+	// of it, unless ClientHeartbeat is at most half of it.
 	IdleTimeout time.Duration
 	// State tunes the live state registry (status timers, persistence).
 	State state.Options
@@ -173,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	metrics.RegisterRuntime(metrics.Default)
 
 	clientHeartbeat := cfg.ClientHeartbeat
-	if cfg.IdleTimeout > 0 && clientHeartbeat == 0 {
+	if cfg.IdleTimeout > 0 && (clientHeartbeat == 0 || clientHeartbeat > cfg.IdleTimeout/2) {
 		clientHeartbeat = cfg.IdleTimeout / 3
 	}
 	s.atmo = atmosphere.NewServer(hubHandler{s.Hub}, atmosphere.Options{
