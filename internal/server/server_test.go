@@ -365,3 +365,28 @@ func TestIdleTimeoutAnnounced(t *testing.T) {
 		return
 	}
 }
+
+// TestPlainWebSocketClient: a client that speaks no Atmosphere at all (no
+// query parameters) gets no handshake and can subscribe straight away, on
+// the path without /v2 too.
+func TestPlainWebSocketClient(t *testing.T) {
+	h := startServer(t, nil)
+	uid := h.createUser("plain", "pw-plain", "UTC")
+	tr := h.createTracker(uid, "Plain", "dev-plain")
+	hash := h.login("plain", "pw-plain")
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(h.base, "http")+"/event/subscription", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &wsClient{t: t, conn: conn}
+	defer conn.Close()
+	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
+	if m := c.next(wait); m["type"] != "response" {
+		t.Fatalf("first frame %v, want the response", m)
+	}
+	h.fix("dev-plain", 1.5, 2.5, 0)
+	c.await(wait, "state", func(m map[string]any) bool {
+		loc, _ := m["data"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)
+		return isEvent("state")(m) && loc != nil && loc["lat"] == 1.5
+	})
+}
