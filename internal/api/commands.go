@@ -23,8 +23,8 @@ func (x *API) commandTarget(c *call) (*fleet.Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, ok := x.reg.Tracker(id)
-	if !ok || t.Deleted || t.UserID != c.user.ID {
+	t, ok := x.userTracker(c, id)
+	if !ok {
 		return nil, apierr.EntityNotFound
 	}
 	if t.Blocked {

@@ -35,8 +35,8 @@ func (x *API) trackerReadingsList(_ context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, ok := x.reg.Tracker(id)
-	if !ok || t.Deleted || t.UserID != c.user.ID {
+	t, ok := x.userTracker(c, id)
+	if !ok {
 		return nil, apierr.EntityNotFound
 	}
 	if t.Blocked {
@@ -69,8 +69,8 @@ func (x *API) trackerReadingsBatchList(_ context.Context, c *call) (any, error) 
 	buf := append(make([]byte, 0, 256), `{"result":{`...)
 	n := 0
 	for _, id := range ids {
-		t, ok := x.reg.Tracker(id)
-		if !ok || t.Deleted || t.UserID != c.user.ID {
+		t, ok := x.userTracker(c, id)
+		if !ok {
 			return nil, apierr.NonexistentEntities
 		}
 		if t.Blocked {

@@ -163,11 +163,20 @@ func compareInt64(a, b int64) int {
 // ownTracker returns the user's live tracker id, or 201 when there is no
 // such tracker, it is deleted or it belongs to someone else.
 func (x *API) ownTracker(c *call, id int64) (*fleet.Tracker, error) {
-	t, ok := x.reg.Tracker(id)
-	if !ok || t.Deleted || t.UserID != c.user.ID {
+	t, ok := x.userTracker(c, id)
+	if !ok {
 		return nil, apierr.NotFound
 	}
 	return t, nil
+}
+
+// userTracker is tracker id when it exists and belongs to the caller.
+func (x *API) userTracker(c *call, id int64) (*fleet.Tracker, bool) {
+	t, ok := x.reg.Tracker(id)
+	if !ok || t.Deleted || t.UserID != c.user.ID {
+		return nil, false
+	}
+	return t, true
 }
 
 // trackerRead is tracker/read.

@@ -164,7 +164,6 @@ type Hub struct {
 	due   map[*Client]struct{} // clients with batches or merged states to send
 
 	entries entryCache
-	wake    chan struct{}
 }
 
 // NewHub returns a hub resolving hashes with a and reading the fleet from d.
@@ -177,7 +176,6 @@ func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 		byUser:    make(map[int64]map[*Client]struct{}),
 		clients:   make(map[*Client]struct{}),
 		due:       make(map[*Client]struct{}),
-		wake:      make(chan struct{}, 1),
 	}
 }
 
@@ -333,10 +331,6 @@ func (h *Hub) markDue(c *Client) {
 	h.dueMu.Lock()
 	h.due[c] = struct{}{}
 	h.dueMu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Run sends due batches and merged states, closes stuck clients and ends
