@@ -70,6 +70,9 @@ type registry interface {
 	CreateTracker(ctx context.Context, t *fleet.Tracker) (*fleet.Tracker, error)
 	SetBlocked(ctx context.Context, id int64, blocked bool) error
 	Delete(ctx context.Context, id int64) error
+	// Touch makes the states of the user's trackers current for a read
+	// (on a cluster node that does not follow the user yet).
+	Touch(ctx context.Context, userID int64) error
 }
 
 var (
@@ -231,6 +234,10 @@ func (x *API) invoke(w http.ResponseWriter, r *http.Request, act action) (any, e
 			return nil, err
 		}
 		c.user, c.sess, c.loc = u, s, u.Location()
+		if err := x.reg.Touch(ctx, u.ID); err != nil {
+			x.log.Warn("api: states unavailable", "user", u.ID, "err", err)
+			return nil, apierr.Unexpected.With("the fleet's state is unavailable, try again")
+		}
 	}
 	return act.fn(ctx, c)
 }

@@ -52,6 +52,8 @@ type Client struct {
 	overDrained uint64
 
 	tick int64 // the hub tick that last handled the client; Run's alone
+
+	followed bool // holds the hub's follow of user
 }
 
 // Batch kinds, indexes into Client.batches.
@@ -130,7 +132,27 @@ func (c *Client) Receive(msg []byte) {
 		return
 	}
 	c.mu.Lock()
+	bound := c.user != nil
+	c.mu.Unlock()
+	if !bound {
+		// The first subscription binds the client to its user: make the
+		// picture of the user's trackers current before answering it.
+		if err := c.hub.follow(ctx, user.ID); err != nil {
+			c.hub.opts.Logger.Warn("events: follow user", "user", user.ID, "err", err)
+			c.sendError(action, apierr.Unexpected.With("the fleet's state is unavailable, try again"), a.Raw)
+			return
+		}
+	}
+	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !bound {
+		if c.closed || c.user != nil {
+			// Closed, or bound by a concurrent message, meanwhile.
+			c.hub.unfollow(user.ID)
+		} else {
+			c.followed = true
+		}
+	}
 	if c.closed {
 		return
 	}
@@ -787,6 +809,10 @@ func (c *Client) closeLocked(code int, reason string) {
 	}
 	c.out.Close(code, reason)
 	c.hub.remove(c)
+	if c.followed {
+		c.followed = false
+		c.hub.unfollow(c.user.ID)
+	}
 }
 
 // Close releases the session: the client disconnected for good.

@@ -61,6 +61,66 @@ func (h *Hub) snapshot(id int64) (*fleet.Tracker, *fleet.State, bool) {
 	return t, s, ok
 }
 
+// Follower is implemented by directories whose picture of a user's
+// trackers is kept current only on request (a cluster node): the hub
+// follows every user with a client bound on it, and the registry returns
+// from Follow once its picture is current.
+type Follower interface {
+	Follow(ctx context.Context, userID int64) (release func(), err error)
+}
+
+// userFollow is the hub's hold on one user's follow, shared by that
+// user's clients.
+type userFollow struct {
+	refs    int
+	release func()
+}
+
+// follow holds the directory's follow of user uid for one more client.
+func (h *Hub) follow(ctx context.Context, uid int64) error {
+	f, ok := h.dir.(Follower)
+	if !ok {
+		return nil
+	}
+	h.fmu.Lock()
+	if uf := h.follows[uid]; uf != nil {
+		uf.refs++
+		h.fmu.Unlock()
+		return nil
+	}
+	h.fmu.Unlock()
+	release, err := f.Follow(ctx, uid)
+	if err != nil {
+		return err
+	}
+	h.fmu.Lock()
+	defer h.fmu.Unlock()
+	if uf := h.follows[uid]; uf != nil {
+		// Another client of the user got there meanwhile.
+		uf.refs++
+		go release()
+		return nil
+	}
+	h.follows[uid] = &userFollow{refs: 1, release: release}
+	return nil
+}
+
+// unfollow drops one client's hold on user uid's follow.
+func (h *Hub) unfollow(uid int64) {
+	h.fmu.Lock()
+	defer h.fmu.Unlock()
+	uf := h.follows[uid]
+	if uf == nil {
+		return
+	}
+	if uf.refs--; uf.refs == 0 {
+		delete(h.follows, uid)
+		// Not under any client's lock: stopping the delivery may wait for
+		// a message being handed to a client.
+		go uf.release()
+	}
+}
+
 // Historian is implemented by directories that keep each tracker's last
 // messages for the stream analyzer (iot_monitor).
 type Historian interface {
@@ -163,6 +223,9 @@ type Hub struct {
 	dueMu sync.Mutex
 	due   map[*Client]struct{} // clients with batches or merged states to send
 
+	fmu     sync.Mutex
+	follows map[int64]*userFollow
+
 	entries entryCache
 }
 
@@ -176,6 +239,7 @@ func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 		byUser:    make(map[int64]map[*Client]struct{}),
 		clients:   make(map[*Client]struct{}),
 		due:       make(map[*Client]struct{}),
+		follows:   make(map[int64]*userFollow),
 	}
 }
 

@@ -135,6 +135,28 @@ type State struct {
 	// server. It is not part of the API shape; it measures ingest-to-client
 	// latency.
 	IngestedAt time.Time
+
+	// Seq is the bus sequence number of the change that produced this
+	// state; 0 when it was never published.
+	Seq uint64
+}
+
+// Record is one device message as the stream analyzer (iot_monitor) shows
+// it: every attribute the message carried, by name.
+type Record struct {
+	// MsgTime is when the device took the message, SrvTime when the
+	// server received it.
+	MsgTime, SrvTime time.Time
+	// Fields are the attributes in the order the analyzer lists them.
+	Fields []Field
+}
+
+// Field is one attribute of a Record.
+type Field struct {
+	// Name is the attribute's name ("speed", "fuel_level").
+	Name string
+	// Value is a JSON literal: a number, a string, true or false.
+	Value []byte
 }
 
 // GPS is the position part of a source state.

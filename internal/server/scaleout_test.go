@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fleetwire/fleetwire/internal/natstest"
 )
 
 // scaleOut returns a PostgreSQL DSN on a fresh schema (dropped when t
@@ -63,13 +65,11 @@ func scaleOut(t *testing.T) (dsn, natsURL string) {
 // subscriber on node B, and a logout on A ends B's subscription.
 func TestTwoNodes(t *testing.T) {
 	dsn, natsURL := scaleOut(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	subject := "fleetwire.test." + hex.EncodeToString(b[:])
+	prefix := natstest.Prefix(t, natsURL)
 	cluster := func(c *Config) {
 		c.Store = dsn
 		c.Bus = natsURL
-		c.BusSubject = subject
+		c.Cluster = prefix
 	}
 	a := startServer(t, cluster)
 	nodeB := startServer(t, cluster)

@@ -20,6 +20,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bridge"
 	"github.com/fleetwire/fleetwire/internal/broker"
 	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/bus/jetstream"
 	"github.com/fleetwire/fleetwire/internal/commands"
 	"github.com/fleetwire/fleetwire/internal/events"
 	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
@@ -46,12 +47,23 @@ type Config struct {
 	// Store is a store DSN ("postgres://..." or a SQLite path); empty means
 	// DataDir/fleetwire.db.
 	Store string
-	// Bus is the NATS URL of the event bus shared by several nodes
-	// ("nats://127.0.0.1:4222"); empty means the in-process bus.
+	// Bus is the NATS URL of the cluster's bus and log, NATS JetStream
+	// ("nats://127.0.0.1:4222"); empty means the in-process bus of a single
+	// node.
 	Bus string
-	// BusSubject is the NATS subject the nodes of one installation share
-	// (default "fleetwire.events").
-	BusSubject string
+	// Cluster names the installation on the bus (default "fleetwire"):
+	// the prefix of its subjects, streams and buckets, so that
+	// installations sharing a NATS never see each other.
+	Cluster string
+	// Node names this node in the cluster (default: host name and a
+	// random suffix).
+	Node string
+	// BusRetention bounds the age of the log (default 24h); BusMaxBytes
+	// its size (default 1 GiB); BusReplicas is the number of JetStream
+	// replicas (default 1).
+	BusRetention time.Duration
+	BusMaxBytes  int64
+	BusReplicas  int
 	// AdminKey guards the admin API; empty disables it.
 	AdminKey string
 	// Heartbeat is the server-to-client heartbeat period on idle
@@ -145,7 +157,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Bus == "" {
 		s.Bus = bus.NewMemory()
 	} else {
-		nb, err := bus.NewNATS(cfg.Bus, cfg.BusSubject, cfg.Logger)
+		nb, err := jetstream.Open(ctx, jetstream.Options{
+			URL: cfg.Bus, Prefix: cfg.Cluster, Node: cfg.Node,
+			Retention: cfg.BusRetention, MaxBytes: cfg.BusMaxBytes, Replicas: cfg.BusReplicas,
+			Logger: cfg.Logger,
+		})
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("open bus: %w", err)
@@ -163,13 +179,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		evOpts.Logger = cfg.Logger
 	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
-	if cfg.Bus != "" {
-		// The registry hears of changes made on other nodes first, so that
-		// the hub reads current trackers and states when it handles them.
-		// On the in-process bus every change is already the registry's own.
-		s.Bus.Subscribe(s.State.HandleBus)
-	}
-	s.Bus.Subscribe(s.Hub.HandleBus)
+	// The hub hears of every change through the registry, which takes
+	// each in first, in the order of the log.
+	s.State.Listen(s.Hub.HandleBus)
 	metrics.RegisterRuntime(metrics.Default)
 
 	clientHeartbeat := cfg.ClientHeartbeat

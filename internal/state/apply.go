@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -37,8 +38,10 @@ type Fix struct {
 }
 
 // Apply updates the state of the tracker the fix's device belongs to and
-// publishes the new state. It returns the new state. f is kept (for the
-// stream analyzer's history): the caller must not change it afterwards.
+// publishes the new state. It returns the new state once the change is
+// stored in the log; ErrUnavailable means it is not, and the device must
+// send the fix again. f is kept (for the stream analyzer's history): the
+// caller must not change it afterwards.
 func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	now := r.opts.Now()
 	if f.ReceivedAt.IsZero() {
@@ -61,23 +64,97 @@ func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	pub := r.pubLock(id)
 	pub.Lock()
 	defer pub.Unlock()
-	r.mu.Lock()
-	t, ok := r.trackers[id]
-	if !ok {
-		r.mu.Unlock()
+	var rec *fleet.Record
+	if r.shared {
+		// Other nodes' stream analyzers need the message itself.
+		m := messageOf(f, at, f.ReceivedAt)
+		rec = &m
+	}
+	s, err := r.change(ctx, id, func(t *fleet.Tracker, prev *fleet.State) (*fleet.State, *fleet.Record, error) {
+		if t.Blocked {
+			return nil, nil, ErrBlocked
+		}
+		return r.next(prev, t, f, at), rec, nil
+	})
+	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDevice, f.DeviceID)
 	}
-	if t.Blocked {
-		r.mu.Unlock()
-		return nil, ErrBlocked
+	if err != nil {
+		return nil, err
 	}
-	s := r.next(r.states[id], t, f, at)
-	r.states[id] = s
-	r.dirty[id] = struct{}{}
-	r.mu.Unlock()
-	r.record(id, f, at)
-	r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s})
+	r.record(id, recorded{fix: f, at: at})
 	return s, nil
+}
+
+// deriveFunc derives a tracker's next state from prev, with the device
+// message behind it (or nil). A nil state means there is nothing to change.
+type deriveFunc func(t *fleet.Tracker, prev *fleet.State) (*fleet.State, *fleet.Record, error)
+
+// change derives tracker id's next state and publishes it as derived from
+// the state it started from. When the log holds a newer state (another
+// node published first), the registry takes that one in and derives again.
+// Callers hold the tracker's publish lock.
+func (r *Registry) change(ctx context.Context, id int64, derive deriveFunc) (*fleet.State, error) {
+	const attempts = 4
+	var empty bool // the log holds no state of the tracker
+	for attempt := 1; ; attempt++ {
+		r.mu.RLock()
+		t, ok := r.trackers[id]
+		prev := r.states[id]
+		r.mu.RUnlock()
+		if !ok || prev == nil {
+			return nil, ErrNotFound
+		}
+		s, rec, err := derive(t, prev)
+		if err != nil || s == nil {
+			return nil, err
+		}
+		m := &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: s, Record: rec, Prev: prev.Seq}
+		if empty {
+			m.Prev = 0
+		}
+		err = r.bus.Publish(ctx, m)
+		var stale *bus.StaleError
+		switch {
+		case err == nil:
+			return s, nil
+		case errors.As(err, &stale) && attempt < attempts:
+			empty = stale.Latest == nil
+			if !empty {
+				r.adopt(stale.Latest)
+			}
+		case errors.As(err, &stale):
+			return nil, fmt.Errorf("%w: tracker %d changed on other nodes %d times while deriving", ErrUnavailable, id, attempts)
+		default:
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+}
+
+// adopt takes the log's latest state of a tracker in place of the one the
+// registry holds, which the log says is not the latest.
+func (r *Registry) adopt(m *bus.Message) {
+	if m.State == nil {
+		return
+	}
+	fwd := r.fwdLock(m.TrackerID)
+	fwd.Lock()
+	defer fwd.Unlock()
+	r.mu.Lock()
+	cur, ok := r.states[m.TrackerID]
+	_, live := r.trackers[m.TrackerID]
+	took := ok && live && cur.Seq != m.Seq
+	if took {
+		s := *m.State
+		s.TrackerID = m.TrackerID
+		s.Seq = m.Seq
+		r.states[m.TrackerID] = &s
+		delete(r.written, m.TrackerID)
+	}
+	r.mu.Unlock()
+	if took && m.Record != nil {
+		r.record(m.TrackerID, recorded{rec: m.Record, at: m.Record.MsgTime})
+	}
 }
 
 // next derives the state after f from prev. prev is never modified.
@@ -174,13 +251,17 @@ func (r *Registry) next(prev *fleet.State, t *fleet.Tracker, f *Fix, at time.Tim
 }
 
 // Run ages quiet devices (active → idle → offline, stopped → parked),
-// publishing each change, and writes changed states to the store, until
-// ctx is cancelled; then it writes what is left and returns.
+// publishing each change, and, on a single node, writes changed states to
+// the store, until ctx is cancelled; then it writes what is left and
+// returns. In a cluster it also releases lingering follows and reads the
+// trackers from the store again every Options.ResyncEvery.
 func (r *Registry) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.opts.TickEvery)
 	defer tick.Stop()
 	flush := time.NewTicker(r.opts.FlushEvery)
 	defer flush.Stop()
+	resync := time.NewTicker(r.opts.ResyncEvery)
+	defer resync.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -189,20 +270,38 @@ func (r *Registry) Run(ctx context.Context) error {
 			return r.Flush(fctx)
 		case <-tick.C:
 			r.age(ctx)
+			r.untouch(r.opts.Now())
 		case <-flush.C:
 			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
 				r.opts.Logger.Warn("flush states", "err", err)
+			}
+		case <-resync.C:
+			if !r.shared {
+				continue
+			}
+			if err := r.resync(ctx); err != nil && ctx.Err() == nil {
+				r.opts.Logger.Warn("resync trackers", "err", err)
 			}
 		}
 	}
 }
 
-// age moves states whose devices went quiet to their next status.
+// age moves states whose devices went quiet to their next status. In a
+// cluster a node ages only the trackers it knows to be current: those of
+// followed users and those whose latest state it published; the others
+// are aged by whichever node follows them.
 func (r *Registry) age(ctx context.Context) {
 	now := r.opts.Now()
 	r.mu.RLock()
 	var due []int64
 	for id, s := range r.states {
+		if r.shared {
+			t := r.trackers[id]
+			_, wrote := r.written[id]
+			if t == nil || (!wrote && r.followed[t.UserID] == 0) {
+				continue
+			}
+		}
 		if _, _, changed := r.aged(s, now); changed {
 			due = append(due, id)
 		}
@@ -211,30 +310,23 @@ func (r *Registry) age(ctx context.Context) {
 	for _, id := range due {
 		pub := r.pubLock(id)
 		pub.Lock()
-		r.mu.Lock()
-		s, ok := r.states[id]
-		t := r.trackers[id]
-		var ns fleet.State
-		var changed bool
-		if ok && t != nil {
-			var conn, move string
-			conn, move, changed = r.aged(s, now)
-			if changed {
-				ns = *s
-				if move != s.MovementStatus {
-					ns.MovementStatus, ns.MovementStatusUpdate = move, now.Truncate(time.Second)
-				}
-				ns.ConnectionStatus = conn
-				ns.IngestedAt = now
-				r.states[id] = &ns
-				r.dirty[id] = struct{}{}
+		_, err := r.change(ctx, id, func(t *fleet.Tracker, s *fleet.State) (*fleet.State, *fleet.Record, error) {
+			conn, move, changed := r.aged(s, now)
+			if !changed {
+				return nil, nil, nil
 			}
-		}
-		r.mu.Unlock()
-		if changed && !t.Blocked {
-			r.publish(ctx, &bus.Message{Kind: bus.KindState, UserID: t.UserID, TrackerID: id, SourceID: t.SourceID, State: &ns})
-		}
+			ns := *s
+			if move != s.MovementStatus {
+				ns.MovementStatus, ns.MovementStatusUpdate = move, now.Truncate(time.Second)
+			}
+			ns.ConnectionStatus = conn
+			ns.IngestedAt = now
+			return &ns, nil, nil
+		})
 		pub.Unlock()
+		if err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+			r.opts.Logger.Warn("publish aged state", "tracker", id, "err", err)
+		}
 	}
 }
 
@@ -259,7 +351,8 @@ func (r *Registry) aged(s *fleet.State, now time.Time) (conn, move string, chang
 	return conn, move, conn != s.ConnectionStatus || move != s.MovementStatus
 }
 
-// Flush writes every state changed since the last flush.
+// Flush writes every state changed since the last flush. In a cluster it
+// has nothing to do: the store follows the log.
 func (r *Registry) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	if len(r.dirty) == 0 {

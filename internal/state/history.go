@@ -4,41 +4,38 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/fleet"
 )
 
 // HistorySize is how many recent messages per tracker the registry keeps
 // for the stream analyzer (iot_monitor).
 const HistorySize = 12
 
-// Message is one device message as the stream analyzer shows it: every
-// attribute it carried, by name. Values are JSON literals.
-type Message struct {
-	MsgTime, SrvTime time.Time
-	Fields           []Field
-}
+// Message is one device message as the stream analyzer shows it.
+type Message = fleet.Record
 
 // Field is one attribute of a Message.
-type Field struct {
-	Name  string
-	Value []byte // JSON literal: a number, a string, true or false
-}
+type Field = fleet.Field
 
-// history is a ring of a tracker's last HistorySize fixes. The fixes are
-// kept as received (ingest hands them over and never touches them again)
-// and turned into Messages only when the stream analyzer asks, so the
-// ingest path pays for one pointer store.
+// history is a ring of a tracker's last HistorySize messages. Fixes
+// applied on this node are kept as received (ingest hands them over and
+// never touches them again) and turned into Messages only when the stream
+// analyzer asks, so the ingest path pays for one pointer store; messages
+// from other nodes arrive rendered.
 type history struct {
 	fixes [HistorySize]recorded
-	n     int // fixes ever recorded
+	n     int // messages ever recorded
 }
 
 type recorded struct {
 	fix *Fix
 	at  time.Time
+	rec *fleet.Record // instead of fix, for a message rendered elsewhere
 }
 
-func (h *history) add(f *Fix, at time.Time) {
-	h.fixes[h.n%HistorySize] = recorded{f, at}
+func (h *history) add(r recorded) {
+	h.fixes[h.n%HistorySize] = r
 	h.n++
 }
 
@@ -48,6 +45,10 @@ func (h *history) newest() []Message {
 	out := make([]Message, 0, k)
 	for i := 1; i <= k; i++ {
 		r := h.fixes[(h.n-i)%HistorySize]
+		if r.rec != nil {
+			out = append(out, *r.rec)
+			continue
+		}
 		out = append(out, messageOf(r.fix, r.at, r.fix.ReceivedAt))
 	}
 	return out
@@ -57,10 +58,10 @@ func (h *history) newest() []Message {
 func messageOf(f *Fix, at, srv time.Time) Message {
 	m := Message{MsgTime: at, SrvTime: srv}
 	num := func(name string, v float64) {
-		m.Fields = append(m.Fields, Field{name, strconv.AppendFloat(nil, v, 'f', -1, 64)})
+		m.Fields = append(m.Fields, Field{Name: name, Value: strconv.AppendFloat(nil, v, 'f', -1, 64)})
 	}
 	str := func(name, v string) {
-		m.Fields = append(m.Fields, Field{name, strconv.AppendQuote(nil, v)})
+		m.Fields = append(m.Fields, Field{Name: name, Value: strconv.AppendQuote(nil, v)})
 	}
 	if f.Location != nil {
 		str("latitude", strconv.FormatFloat(f.Location.Lat, 'f', -1, 64))
@@ -85,13 +86,13 @@ func messageOf(f *Fix, at, srv time.Time) Message {
 		num("battery_level", *f.Battery)
 	}
 	if f.Ignition != nil {
-		m.Fields = append(m.Fields, Field{"ignition", strconv.AppendBool(nil, *f.Ignition)})
+		m.Fields = append(m.Fields, Field{Name: "ignition", Value: strconv.AppendBool(nil, *f.Ignition)})
 	}
 	for i, in := range f.Inputs {
-		m.Fields = append(m.Fields, Field{"input_" + strconv.Itoa(i+1), strconv.AppendBool(nil, in)})
+		m.Fields = append(m.Fields, Field{Name: "input_" + strconv.Itoa(i+1), Value: strconv.AppendBool(nil, in)})
 	}
 	for i, out := range f.Outputs {
-		m.Fields = append(m.Fields, Field{"output_" + strconv.Itoa(i+1), strconv.AppendBool(nil, out)})
+		m.Fields = append(m.Fields, Field{Name: "output_" + strconv.Itoa(i+1), Value: strconv.AppendBool(nil, out)})
 	}
 	keys := make([]string, 0, len(f.Attributes))
 	for k := range f.Attributes {
@@ -115,13 +116,13 @@ func (r *Registry) History(id int64) []Message {
 	return h.newest()
 }
 
-func (r *Registry) record(id int64, f *Fix, at time.Time) {
+func (r *Registry) record(id int64, rec recorded) {
 	r.histMu.Lock()
 	h := r.hist[id]
 	if h == nil {
 		h = &history{}
 		r.hist[id] = h
 	}
-	h.add(f, at)
+	h.add(rec)
 	r.histMu.Unlock()
 }

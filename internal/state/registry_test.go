@@ -422,18 +422,22 @@ func TestConnectionTimers(t *testing.T) {
 		t.Errorf("after a fix: %s", s.ConnectionStatus)
 	}
 
-	// A blocked tracker ages silently.
+	// A blocked tracker ages silently: the log keeps the change, the
+	// listeners (the event hub) hear nothing.
 	if err := f.reg.SetBlocked(ctx, a.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	f.rec.take()
+	var heard recorder
+	defer f.reg.Listen(heard.add)()
 	f.clk.Add(offlineAfter)
 	f.reg.age(ctx)
 	if s := f.state(t, a.ID); s.ConnectionStatus != fleet.Offline {
 		t.Errorf("blocked tracker: %s", s.ConnectionStatus)
 	}
-	if msgs := f.rec.take(); len(msgs) != 0 {
-		t.Errorf("blocked tracker published %v", kinds(msgs))
+	sameKinds(t, f.rec.take(), "state")
+	if msgs := heard.take(); len(msgs) != 0 {
+		t.Errorf("blocked tracker announced %v", kinds(msgs))
 	}
 }
 
@@ -688,34 +692,46 @@ func TestLoadSkipsDeleted(t *testing.T) {
 	}
 }
 
-// TestHandleBus: changes published by another registry on a shared bus
-// reach this one.
+// TestHandleBus: changes from other nodes of a cluster reach the registry:
+// a new tracker, its states in the order of the log (an older one never
+// replaces a newer one), the device message behind a state for the stream
+// analyzer, and the deletion.
 func TestHandleBus(t *testing.T) {
 	f := newFixture(t)
-	other := New(f.st, f.bus, f.opts)
-	if err := other.Load(context.Background()); err != nil {
-		t.Fatal(err)
+	var heard recorder
+	defer f.reg.Listen(heard.add)()
+	tr := &fleet.Tracker{ID: 77, UserID: f.user, SourceID: 100077, DeviceID: "dev-remote", Label: "remote"}
+	f.reg.HandleBus(&bus.Message{Kind: bus.KindTracker, UserID: f.user, TrackerID: tr.ID, Tracker: tr, Seq: 10})
+	if got, ok := f.reg.TrackerByDevice("dev-remote"); !ok || got.ID != tr.ID {
+		t.Fatal("tracker from another node not taken in")
 	}
-	defer f.bus.Subscribe(other.HandleBus)()
-	tr := f.tracker(t, "dev-a")
-	if _, ok := other.TrackerByDevice("dev-a"); !ok {
-		t.Fatal("new tracker not seen by the other registry")
+	newer := &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, ConnectionStatus: fleet.Active, Seq: 12}
+	rec := &fleet.Record{MsgTime: f.clk.Now(), Fields: []fleet.Field{{Name: "speed", Value: []byte("12")}}}
+	f.reg.HandleBus(&bus.Message{Kind: bus.KindState, UserID: f.user, TrackerID: tr.ID, State: newer, Record: rec, Seq: 12, Prev: 0})
+	if got, _ := f.reg.State(tr.ID); got != newer {
+		t.Errorf("state from another node not taken in: %+v", got)
 	}
-	s := f.apply(t, fix("dev-a", 5, 6, 20))
-	if got, _ := other.State(tr.ID); got != s {
-		t.Errorf("other registry state %+v", got)
+	older := &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, ConnectionStatus: fleet.Offline, Seq: 11}
+	f.reg.HandleBus(&bus.Message{Kind: bus.KindState, UserID: f.user, TrackerID: tr.ID, State: older, Seq: 11})
+	if got, _ := f.reg.State(tr.ID); got != newer {
+		t.Error("older state replaced a newer one")
 	}
-	// An older state does not replace a newer one.
-	old := *s
-	old.LastUpdate = s.LastUpdate.Add(-time.Minute)
-	other.HandleBus(&bus.Message{Kind: bus.KindState, TrackerID: tr.ID, State: &old})
-	if got, _ := other.State(tr.ID); got != s {
-		t.Error("older state applied")
+	if h := f.reg.History(tr.ID); len(h) != 1 || h[0].Fields[0].Name != "speed" {
+		t.Errorf("history %+v", h)
 	}
-	if err := f.reg.Delete(context.Background(), tr.ID); err != nil {
-		t.Fatal(err)
+	// A Sync message is taken in but not announced.
+	synced := &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, ConnectionStatus: fleet.Idle, Seq: 13}
+	f.reg.HandleBus(&bus.Message{Kind: bus.KindState, UserID: f.user, TrackerID: tr.ID, State: synced, Seq: 13, Sync: true})
+	if got, _ := f.reg.State(tr.ID); got != synced {
+		t.Error("sync state not taken in")
 	}
-	if _, ok := other.TrackerByDevice("dev-a"); ok {
-		t.Error("deleted tracker still known to the other registry")
+	gone := *tr
+	gone.Deleted = true
+	f.reg.HandleBus(&bus.Message{Kind: bus.KindTracker, UserID: f.user, TrackerID: tr.ID, Tracker: &gone, Seq: 14})
+	if _, ok := f.reg.TrackerByDevice("dev-remote"); ok {
+		t.Error("deleted tracker still known")
+	}
+	if got := kinds(heard.take()); fmt.Sprint(got) != "[tracker state tracker]" {
+		t.Errorf("listeners heard %v, want tracker, the newer state, tracker", got)
 	}
 }

@@ -105,9 +105,9 @@ func (t *docTime) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// encodeState renders s in the on-disk form. TrackerID is the row key and is
+// EncodeState renders s in the on-disk form. TrackerID is the row key and is
 // not repeated in the document.
-func encodeState(s *fleet.State) ([]byte, error) {
+func EncodeState(s *fleet.State) ([]byte, error) {
 	d := stateDoc{
 		V:                    stateDocVersion,
 		SourceID:             s.SourceID,
@@ -156,8 +156,8 @@ func encodeState(s *fleet.State) ([]byte, error) {
 	return b, nil
 }
 
-// decodeState parses a document written by encodeState for trackerID.
-func decodeState(trackerID int64, b []byte) (*fleet.State, error) {
+// DecodeState parses a document written by EncodeState for trackerID.
+func DecodeState(trackerID int64, b []byte) (*fleet.State, error) {
 	var d stateDoc
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("decode state of tracker %d: %w", trackerID, err)

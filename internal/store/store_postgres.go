@@ -430,7 +430,7 @@ func (p *Postgres) SaveStates(ctx context.Context, states []*fleet.State) error 
 		if st == nil {
 			continue
 		}
-		doc, err := encodeState(st)
+		doc, err := EncodeState(st)
 		if err != nil {
 			return fmt.Errorf("save states: %w", err)
 		}
@@ -469,7 +469,7 @@ func (p *Postgres) States(ctx context.Context) ([]*fleet.State, error) {
 		if err := rows.Scan(&id, &doc); err != nil {
 			return nil, pgErr("load states", err)
 		}
-		st, err := decodeState(id, []byte(doc))
+		st, err := DecodeState(id, []byte(doc))
 		if err != nil {
 			return nil, fmt.Errorf("load states: %w", err)
 		}

@@ -532,7 +532,7 @@ func (s *SQLite) SaveStates(ctx context.Context, states []*fleet.State) error {
 		if st == nil {
 			continue
 		}
-		doc, err := encodeState(st)
+		doc, err := EncodeState(st)
 		if err != nil {
 			return fmt.Errorf("save states: %w", err)
 		}
@@ -560,7 +560,7 @@ func (s *SQLite) States(ctx context.Context) ([]*fleet.State, error) {
 		if err := rows.Scan(&id, &doc); err != nil {
 			return nil, sqliteErr("load states", err)
 		}
-		st, err := decodeState(id, []byte(doc))
+		st, err := DecodeState(id, []byte(doc))
 		if err != nil {
 			return nil, fmt.Errorf("load states: %w", err)
 		}
