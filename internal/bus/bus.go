@@ -137,6 +137,10 @@ type Bus interface {
 	// has been delivered (as Sync messages). Every Follow needs its
 	// release; delivery stops after the last one.
 	Follow(ctx context.Context, userID int64) (release func(), err error)
+	// Position is the sequence number up to which every message about the
+	// user has reached this node's receivers (0 when the node does not
+	// follow the user).
+	Position(userID int64) uint64
 	// Latest returns the tracker's latest state message in the log, or
 	// nil when the log holds none.
 	Latest(ctx context.Context, userID, trackerID int64) (*Message, error)

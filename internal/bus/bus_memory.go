@@ -79,6 +79,10 @@ func (b *Memory) Subscribe(fn func(*Message)) (cancel func()) {
 // Follow has nothing to do on a single node.
 func (b *Memory) Follow(context.Context, int64) (func(), error) { return func() {}, nil }
 
+// Position is the last sequence number: every message is delivered as it
+// is published.
+func (b *Memory) Position(int64) uint64 { return b.seq.Load() }
+
 // Latest returns nil: the memory bus keeps no log; the node's registry is
 // the only picture of the fleet.
 func (b *Memory) Latest(context.Context, int64, int64) (*Message, error) { return nil, nil }

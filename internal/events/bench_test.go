@@ -27,7 +27,7 @@ func BenchmarkFanOutState(b *testing.B) {
 	}
 	s, _ := f.reg.State(tr.ID)
 	m := &bus.Message{Kind: bus.KindState, UserID: u.ID, TrackerID: tr.ID, SourceID: tr.SourceID, State: s}
-	var sink [][]byte
+	var sink []outbox.Entry
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -73,7 +73,7 @@ func BenchmarkStateBatch10k(b *testing.B) {
 				c.pushStateBatch(ids, compact, now, false)
 				c.mu.Unlock()
 				for _, m := range c.Outbox().Drain(nil, 0) {
-					bytes += len(m)
+					bytes += len(m.Data)
 				}
 			}
 			b.ReportMetric(float64(len(ids))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
@@ -108,7 +108,7 @@ func BenchmarkFleetTick(b *testing.B) {
 			}
 			at := f.now.Load().Add(time.Hour)
 			cache := newBatchCache()
-			var sink [][]byte
+			var sink []outbox.Entry
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {

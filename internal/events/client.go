@@ -27,6 +27,7 @@ const (
 // Close codes the hub ends a session with.
 const (
 	CloseNormal    = 1000
+	CloseGoingAway = 1001
 	CloseTooSlow   = 1008
 	CloseQueueFull = 1013
 )
@@ -54,6 +55,18 @@ type Client struct {
 	tick int64 // the hub tick that last handled the client; Run's alone
 
 	followed bool // holds the hub's follow of user
+
+	// In a cluster (see cluster.go).
+	id            string       // tracking id
+	sess          bus.Sessions // nil on a single node
+	rec           bus.SessionRecord
+	lastJournaled uint64
+	lagFrom       uint64 // the oldest change merged into c.lag
+	handedOff     bool
+	catching      bool              // replaying the log after a take-over
+	droppedMax    uint64            // the newest live change dropped while catching up
+	liveFrom      uint64            // live changes up to here were replayed
+	delivered     map[posKey]uint64 // while catching up: what the journal shows delivered
 }
 
 // Batch kinds, indexes into Client.batches.
@@ -86,6 +99,8 @@ type batchSub struct {
 	every   time.Duration
 	pending map[int64]struct{}
 	next    time.Time
+	// pendingFrom is the oldest change behind pending (in a cluster).
+	pendingFrom uint64
 
 	// readings_batch only
 	filter   readings.Filter
@@ -187,11 +202,19 @@ func (c *Client) sendErrorLocked(action string, e *apierr.Error, data []byte) {
 }
 
 // push queues msg; a full queue closes the client. Callers hold c.mu.
-func (c *Client) push(msg []byte) bool {
+func (c *Client) push(msg []byte) bool { return c.pushPos(msg, nil) }
+
+// pushPos queues msg with the log positions of the changes it carries
+// (kept only in a cluster, for the session journal).
+func (c *Client) pushPos(msg []byte, pos []bus.Pos) bool {
 	if c.closed {
 		return false
 	}
-	if err := c.out.Push(msg); err != nil {
+	var meta any
+	if pos != nil {
+		meta = pos
+	}
+	if err := c.out.PushMeta(msg, meta); err != nil {
 		mDropped.Inc()
 		if errors.Is(err, outbox.ErrFull) {
 			c.closeLocked(CloseQueueFull, "client queue full")
@@ -335,12 +358,15 @@ func (c *Client) subscribe(a *Action) {
 		results = mergeResult(results, res)
 	}
 	c.reindex(before, hadState, hadBatch)
+	// In a cluster the record is saved before the answer goes out: a node
+	// taking the session over must know what the client was told.
+	c.saveLocked()
 	if !c.push(encodeResponse(ActionName(ActionSubscribe), results)) {
 		return
 	}
 	for _, id := range initState {
 		if s, ok := c.hub.dir.State(id); ok {
-			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
+			if c.pushPos(encodeState(s, now, c.loc, stateCompact[id]), c.posOf(bus.KindState, id, s.Seq)) {
 				mEventsState.Inc()
 			}
 		}
@@ -434,6 +460,7 @@ func (c *Client) unsubscribe(a *Action) {
 		results = mergeResult(results, res)
 	}
 	c.reindex(before, hadState, hadBatch)
+	c.saveLocked()
 	c.push(encodeResponse(ActionName(ActionUnsubscribe), results))
 }
 
@@ -445,19 +472,27 @@ func (c *Client) lagging() bool {
 func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.user == nil {
+	if c.skipLive(m) {
 		return
 	}
+	c.takeState(m, enc)
+}
+
+// takeState handles a state change for the client. Callers hold c.mu.
+func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 	id := m.TrackerID
 	if compact, ok := c.state[id]; ok {
 		if c.lagging() {
 			if c.lag == nil {
 				c.lag = make(map[int64]struct{})
 			}
+			if len(c.lag) == 0 || m.Seq < c.lagFrom {
+				c.lagFrom = m.Seq
+			}
 			c.lag[id] = struct{}{}
 			mMerged.Inc()
 			c.hub.markDue(c)
-		} else if c.push(enc.event(c.loc, c.zone, compact)) {
+		} else if c.pushPos(enc.event(c.loc, c.zone, compact), c.posOf(bus.KindState, id, m.Seq)) {
 			mEventsState.Inc()
 			observe(enc.now, m.State)
 		}
@@ -466,6 +501,9 @@ func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 		if b != nil && b.includes(id) {
 			if len(b.pending) == 0 {
 				c.hub.markDue(c)
+				b.pendingFrom = m.Seq
+			} else if m.Seq < b.pendingFrom {
+				b.pendingFrom = m.Seq
 			}
 			b.pending[id] = struct{}{}
 		}
@@ -478,28 +516,45 @@ func observe(now time.Time, s *fleet.State) {
 	}
 }
 
-func (c *Client) onLifecycle(id int64, msg []byte) {
+func (c *Client) onLifecycle(m *bus.Message, msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.user == nil {
+	if c.skipLive(m) {
 		return
 	}
+	c.takeLifecycle(m, msg)
+}
+
+// takeLifecycle handles a lifecycle event for the client. Callers hold c.mu.
+func (c *Client) takeLifecycle(m *bus.Message, msg []byte) {
+	id := m.TrackerID
 	_, inState := c.state[id]
 	b := c.batches[kindState]
 	r := c.batches[kindReadings]
 	if inState || (b != nil && b.includes(id)) || (r != nil && r.includes(id)) {
-		if c.push(msg) {
+		if c.pushPos(msg, c.posOf(bus.KindLifecycle, id, m.Seq)) {
 			mEventsLifecycle.Inc()
 		}
 	}
 }
 
-func (c *Client) onLogout(hashes []string) {
+// onLogout ends the client if one of hashes is its credential (every
+// session of the user when hashes is empty). m is the logout message, or
+// nil when the hub found the session ended.
+func (c *Client) onLogout(m *bus.Message, hashes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if m != nil && c.skipLive(m) {
+		return
+	}
 	if c.closed || c.user == nil {
 		return
 	}
+	c.takeLogout(m, hashes)
+}
+
+// takeLogout handles a logout for the client. Callers hold c.mu.
+func (c *Client) takeLogout(m *bus.Message, hashes []string) {
 	ended := len(hashes) == 0
 	for _, h := range hashes {
 		if slices.Contains(c.hashes, h) {
@@ -510,7 +565,11 @@ func (c *Client) onLogout(hashes []string) {
 	if !ended {
 		return
 	}
-	if c.push(logoutEvent) {
+	var pos []bus.Pos
+	if m != nil {
+		pos = c.posOf(bus.KindLogout, m.UserID, m.Seq)
+	}
+	if c.pushPos(logoutEvent, pos) {
 		mEventsLogout.Inc()
 	}
 	c.closeLocked(CloseNormal, "session closed")
@@ -551,7 +610,7 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 				if !ok || !live || c.status(id) != StatusNormal {
 					continue
 				}
-				if c.push(encodeState(s, now, c.loc, compact)) {
+				if c.pushPos(encodeState(s, now, c.loc, compact), c.posOf(bus.KindState, id, s.Seq)) {
 					mEventsState.Inc()
 					observe(now, s)
 				}
@@ -578,6 +637,7 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 		}
 		slices.Sort(ids)
 		clear(b.pending)
+		b.pendingFrom = 0
 		if b.kind == kindState {
 			c.pushStateBatchCached(ids, b.compact, now, cache)
 		} else {
@@ -635,11 +695,11 @@ func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, 
 	}
 	key, hit := cache.lookup(ids, compact, c.zone)
 	if !hit {
-		key.msgs, key.entries = c.buildStateBatch(ids, compact, now)
+		key.msgs, key.entries, key.pos = c.buildStateBatch(ids, compact, now)
 		cache.store(key)
 	}
 	for i, m := range key.msgs {
-		if c.push(m) {
+		if c.pushPos(m, posAt(key.pos, i)) {
 			mEventsBatch.Inc()
 			mBatchEntries.Add(uint64(key.entries[i]))
 		}
@@ -665,29 +725,33 @@ func (c *Client) pushBatch(b *batchSub, ids []int64, now time.Time, always bool)
 // most MaxBatch states. always sends one (possibly empty) message even
 // when no state qualifies, as the answer to a new subscription.
 func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always bool) {
-	msgs, counts := c.buildStateBatch(ids, compact, now)
+	msgs, counts, pos := c.buildStateBatch(ids, compact, now)
 	if len(msgs) == 0 && always {
 		b := appendEventHead(nil, TypeStateBatch, now, c.loc)
 		msgs, counts = [][]byte{append(b, "[]}"...)}, []int{0}
 	}
 	for i, m := range msgs {
-		if c.push(m) {
+		if c.pushPos(m, posAt(pos, i)) {
 			mEventsBatch.Inc()
 			mBatchEntries.Add(uint64(counts[i]))
 		}
 	}
 }
 
-// buildStateBatch encodes the state_batch messages for ids and the number
-// of states in each.
-func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs [][]byte, counts []int) {
+// buildStateBatch encodes the state_batch messages for ids, the number
+// of states in each and, in a cluster, the positions of those states.
+func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs [][]byte, counts []int, pos [][]bus.Pos) {
 	max := c.hub.opts.MaxBatch
 	var buf []byte
+	var ps []bus.Pos
 	n := 0
 	end := func() {
 		msgs = append(msgs, append(buf, "]}"...))
 		counts = append(counts, n)
-		buf, n = nil, 0
+		if c.sess != nil {
+			pos = append(pos, ps)
+		}
+		buf, n, ps = nil, 0, nil
 	}
 	for _, id := range ids {
 		t, s, ok := c.hub.snapshot(id)
@@ -706,6 +770,9 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 			buf = append(buf, ',')
 		}
 		buf = c.hub.entries.appendEntry(buf, id, s, c.loc, c.zone, compact)
+		if c.sess != nil {
+			ps = append(ps, bus.Pos{Kind: bus.KindState, Key: id, Seq: s.Seq})
+		}
 		observe(now, s)
 		n++
 		if n >= max {
@@ -715,7 +782,7 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 	if buf != nil {
 		end()
 	}
-	return msgs, counts
+	return msgs, counts, pos
 }
 
 // pushReadings queues a readings_batch event: data is an array holding
@@ -725,6 +792,7 @@ func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bo
 	buf := appendEventHead(make([]byte, 0, 512), TypeReadingsBatch, now, c.loc)
 	buf = append(buf, `[{`...)
 	n := 0
+	var pos []bus.Pos
 	for _, id := range ids {
 		if c.status(id) != StatusNormal {
 			continue
@@ -747,13 +815,14 @@ func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bo
 		buf = strconv.AppendInt(buf, id, 10)
 		buf = append(buf, `":`...)
 		buf = r.AppendJSON(buf, c.loc)
+		pos = append(pos, c.posOf(bus.KindState, id, s.Seq)...)
 		n++
 	}
 	if n == 0 && !always {
 		return
 	}
 	buf = append(buf, `}]}`...)
-	if c.push(buf) {
+	if c.pushPos(buf, pos) {
 		mEventsReadings.Inc()
 	}
 }
@@ -772,6 +841,7 @@ func (c *Client) pushIoT(ids []int64, always bool) {
 	buf := make([]byte, 0, 1024)
 	buf = append(buf, `{"type":"event","event":"iot_monitor","data":{"iot_last_values":[`...)
 	n := 0
+	var pos []bus.Pos
 	for _, id := range ids {
 		if c.status(id) != StatusNormal {
 			continue
@@ -779,6 +849,9 @@ func (c *Client) pushIoT(ids []int64, always bool) {
 		msgs := c.hub.history(id)
 		if len(msgs) == 0 && !always {
 			continue
+		}
+		if st, ok := c.hub.dir.State(id); ok {
+			pos = append(pos, c.posOf(bus.KindState, id, st.Seq)...)
 		}
 		if n > 0 {
 			buf = append(buf, ',')
@@ -790,7 +863,7 @@ func (c *Client) pushIoT(ids []int64, always bool) {
 		return
 	}
 	buf = append(buf, `]}}`...)
-	if c.push(buf) {
+	if c.pushPos(buf, pos) {
 		mEventsIoT.Inc()
 	}
 }
@@ -812,6 +885,9 @@ func (c *Client) closeLocked(code int, reason string) {
 	if c.followed {
 		c.followed = false
 		c.hub.unfollow(c.user.ID)
+	}
+	if !c.handedOff {
+		c.forget()
 	}
 }
 

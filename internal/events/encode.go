@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/state"
 )
@@ -40,6 +41,13 @@ func encodeLifecycle(sourceID int64, kind string) []byte {
 	b = fleet.AppendString(b, kind)
 	return append(b, `}}`...)
 }
+
+// ResetNotice is the first message of an event session opened because
+// the client's tracking id could not be honoured (its session ended or
+// expired, or the request did not show what the session is bound to): an
+// error in the API's format (code 4, session ended) telling the client to
+// subscribe again.
+var ResetNotice = []byte(`{"type":"error","action":null,"status":{"code":4,"description":"User or API key not found or session ended: the event session was not resumed, subscribe again"},"data":null}`)
 
 var logoutEvent = []byte(`{"type":"event","event":"logout","data":"session closed"}`)
 
@@ -284,6 +292,7 @@ type cachedBatch struct {
 	key     batchKey
 	msgs    [][]byte
 	entries []int
+	pos     [][]bus.Pos // per message, in a cluster
 }
 
 func newBatchCache() *batchCache { return &batchCache{m: map[batchKey][]*cachedBatch{}} }

@@ -157,6 +157,15 @@ type Options struct {
 	MaxBatch int
 	// Outbox bounds each client's queue.
 	Outbox outbox.Limits
+	// Sessions keeps the client sessions where every node of a cluster
+	// finds them (nil on a single node; see cluster.go).
+	Sessions bus.Sessions
+	// Node names this node, in the session records it saves.
+	Node string
+	// TouchEvery is how often, in a cluster, every session's record is
+	// saved again, so that its expiry starts over while the session lives
+	// (default 15s).
+	TouchEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives warnings (default slog.Default()).
@@ -182,6 +191,9 @@ func (o *Options) defaults() {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 10000
 	}
+	if o.TouchEvery <= 0 {
+		o.TouchEvery = 15 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -206,6 +218,9 @@ var (
 	mClients         = metrics.Default.NewGauge("fleetwire_event_clients", "Open event API client sessions.", "")
 	mSubsState       = metrics.Default.NewGauge("fleetwire_subscriptions", "Active subscriptions (client, type).", `type="state"`)
 	mSubsBatch       = metrics.Default.NewGauge("fleetwire_subscriptions", "Active subscriptions (client, type).", `type="state_batch"`)
+	mJournalFailed   = metrics.Default.NewCounter("fleetwire_session_journal_failures_total", "Deliveries the session journal could not keep (written later).", "")
+	mSaveFailed      = metrics.Default.NewCounter("fleetwire_session_save_failures_total", "Session records that could not be saved.", "")
+	mRestored        = metrics.Default.NewCounter("fleetwire_sessions_restored_total", "Sessions taken over from another node.", "")
 )
 
 // Hub routes changes from the bus to subscribed clients.
@@ -243,9 +258,19 @@ func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 	}
 }
 
-// NewClient starts a client session.
-func (h *Hub) NewClient() *Client {
-	c := &Client{hub: h, out: outbox.New(h.opts.Outbox)}
+// NewClient starts a client session of a single node.
+func (h *Hub) NewClient() *Client { return h.open("", "", [32]byte{}) }
+
+// Open starts the client session of tracking id, bound to the client's
+// address and resume secret (kept in its record, in a cluster).
+func (h *Hub) Open(id, addr string, secret [32]byte) *Client { return h.open(id, addr, secret) }
+
+func (h *Hub) open(id, addr string, secret [32]byte) *Client {
+	c := &Client{hub: h, out: outbox.New(h.opts.Outbox), id: id}
+	if id != "" {
+		c.sess = h.opts.Sessions
+	}
+	c.rec.Addr, c.rec.Secret = addr, secret
 	h.mu.Lock()
 	h.clients[c] = struct{}{}
 	h.mu.Unlock()
@@ -293,7 +318,7 @@ func (h *Hub) HandleBus(m *bus.Message) {
 		}
 		msg := encodeLifecycle(m.SourceID, m.Lifecycle)
 		for _, c := range cs {
-			c.onLifecycle(m.TrackerID, msg)
+			c.onLifecycle(m, msg)
 		}
 		putClients(cs)
 	case bus.KindLogout:
@@ -304,7 +329,7 @@ func (h *Hub) HandleBus(m *bus.Message) {
 		}
 		h.mu.RUnlock()
 		for _, c := range cs {
-			c.onLogout(m.Hashes)
+			c.onLogout(m, m.Hashes)
 		}
 		putClients(cs)
 	case bus.KindTracker:
@@ -411,6 +436,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer tick.Stop()
 	check := time.NewTicker(30 * time.Second)
 	defer check.Stop()
+	touch := time.NewTicker(h.opts.TouchEvery)
+	defer touch.Stop()
 	var (
 		work    []*Client
 		wakes   []time.Time
@@ -423,6 +450,11 @@ func (h *Hub) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-check.C:
 			h.checkSessions(ctx)
+			continue
+		case <-touch.C:
+			if h.opts.Sessions != nil {
+				go h.touchSessions()
+			}
 			continue
 		case <-tick.C:
 		}
@@ -494,6 +526,32 @@ func flushAll(work []*Client, now time.Time, cache *batchCache, wakes []time.Tim
 	return wakes
 }
 
+// touchSessions saves every client's record again, in a cluster, so that
+// the records of live sessions do not expire.
+func (h *Hub) touchSessions() {
+	h.mu.RLock()
+	cs := make([]*Client, 0, len(h.clients))
+	for c := range h.clients {
+		cs = append(cs, c)
+	}
+	h.mu.RUnlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		if c.closed || c.sess == nil || c.id == "" {
+			c.mu.Unlock()
+			continue
+		}
+		rec := c.record()
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := h.opts.Sessions.SaveSession(ctx, rec); err != nil {
+			mSaveFailed.Inc()
+			h.opts.Logger.Warn("events: touch session", "session", shortID(rec.ID), "err", err)
+		}
+		cancel()
+	}
+}
+
 // checkSessions ends the subscriptions of clients whose hash stopped
 // resolving (a session expired without a logout being published).
 func (h *Hub) checkSessions(ctx context.Context) {
@@ -510,7 +568,7 @@ func (h *Hub) checkSessions(ctx context.Context) {
 				continue
 			}
 			if errors.Is(err, apierr.SessionNotFound) {
-				c.onLogout([]string{hash})
+				c.onLogout(nil, []string{hash})
 				break
 			}
 		}

@@ -98,7 +98,8 @@ func (f *fixture) fix(device string, lat float64) {
 func drain(t *testing.T, c *Client) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, raw := range c.Outbox().Drain(nil, 0) {
+	for _, e := range c.Outbox().Drain(nil, 0) {
+		raw := e.Data
 		var m map[string]any
 		if err := json.Unmarshal(raw, &m); err != nil {
 			t.Fatalf("message is not JSON: %q: %v", raw, err)
@@ -488,7 +489,7 @@ func TestSharedBatchesAndGrid(t *testing.T) {
 		}
 	}
 	ma, mb := a.Outbox().Drain(nil, 0), b.Outbox().Drain(nil, 0)
-	if len(ma) != 1 || len(mb) != 1 || &ma[0][0] != &mb[0][0] {
+	if len(ma) != 1 || len(mb) != 1 || &ma[0].Data[0] != &mb[0].Data[0] {
 		t.Fatalf("the two clients' batches are not one shared encoding: %d, %d messages", len(ma), len(mb))
 	}
 	// The next batch may go at the next 50ms grid point at least 50ms later.
@@ -535,8 +536,8 @@ func TestFlushAllInParallel(t *testing.T) {
 			t.Fatalf("client %d got %d messages", i, len(msgs))
 		}
 		if first == nil {
-			first = msgs[0]
-		} else if string(first) != string(msgs[0]) {
+			first = msgs[0].Data
+		} else if string(first) != string(msgs[0].Data) {
 			t.Fatalf("client %d got a different batch", i)
 		}
 	}

@@ -24,11 +24,18 @@ type Limits struct {
 	MaxBytes int
 }
 
+// Entry is one queued message: its encoded bytes, shared and never
+// modified after Push, and what the producer wants to know about it when
+// it is delivered (opaque to the queue and the transports).
+type Entry struct {
+	Data []byte
+	Meta any
+}
+
 // Queue is an ordered, bounded list of encoded messages for one session.
-// Messages are shared byte slices and are never modified after Push.
 type Queue struct {
 	mu      sync.Mutex
-	msgs    [][]byte
+	msgs    []Entry
 	head    int
 	bytes   int
 	limits  Limits
@@ -53,7 +60,10 @@ func New(l Limits) *Queue {
 }
 
 // Push appends msg. It never blocks.
-func (q *Queue) Push(msg []byte) error {
+func (q *Queue) Push(msg []byte) error { return q.PushMeta(msg, nil) }
+
+// PushMeta appends msg with its metadata. It never blocks.
+func (q *Queue) PushMeta(msg []byte, meta any) error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -63,7 +73,7 @@ func (q *Queue) Push(msg []byte) error {
 		q.mu.Unlock()
 		return ErrFull
 	}
-	q.msgs = append(q.msgs, msg)
+	q.msgs = append(q.msgs, Entry{Data: msg, Meta: meta})
 	q.bytes += len(msg)
 	q.pushed++
 	q.mu.Unlock()
@@ -103,7 +113,7 @@ func (q *Queue) Ready() <-chan struct{} { return q.ready }
 
 // Drain moves up to max queued messages (all when max <= 0), in order, onto
 // dst and returns it.
-func (q *Queue) Drain(dst [][]byte, max int) [][]byte {
+func (q *Queue) Drain(dst []Entry, max int) []Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := q.len()
@@ -112,9 +122,9 @@ func (q *Queue) Drain(dst [][]byte, max int) [][]byte {
 	}
 	for i := 0; i < n; i++ {
 		m := q.msgs[q.head]
-		q.msgs[q.head] = nil
+		q.msgs[q.head] = Entry{}
 		q.head++
-		q.bytes -= len(m)
+		q.bytes -= len(m.Data)
 		dst = append(dst, m)
 	}
 	q.drained += uint64(n)
@@ -131,17 +141,17 @@ func (q *Queue) Drain(dst [][]byte, max int) [][]byte {
 // Unread puts msgs back at the front of the queue, in order, for a transport
 // that took them but could not deliver them. Limits are not enforced here:
 // the messages were already accepted once.
-func (q *Queue) Unread(msgs [][]byte) {
+func (q *Queue) Unread(msgs []Entry) {
 	if len(msgs) == 0 {
 		return
 	}
 	q.mu.Lock()
 	rest := q.msgs[q.head:]
-	next := make([][]byte, 0, len(msgs)+len(rest))
+	next := make([]Entry, 0, len(msgs)+len(rest))
 	next = append(append(next, msgs...), rest...)
 	q.msgs, q.head = next, 0
 	for _, m := range msgs {
-		q.bytes += len(m)
+		q.bytes += len(m.Data)
 	}
 	q.drained -= uint64(len(msgs))
 	q.mu.Unlock()
@@ -165,6 +175,16 @@ func (q *Queue) Close(code int, reason string) {
 
 // Done is closed by Close.
 func (q *Queue) Done() <-chan struct{} { return q.done }
+
+// Each calls fn with every queued entry, oldest first, under the queue's
+// lock: fn must not call the queue.
+func (q *Queue) Each(fn func(Entry)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range q.msgs[q.head:] {
+		fn(e)
+	}
+}
 
 // Closed reports whether Close was called, with its code and reason.
 func (q *Queue) Closed() (closed bool, code int, reason string) {

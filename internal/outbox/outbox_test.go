@@ -21,11 +21,11 @@ func TestQueueOrderLimitsAndUnread(t *testing.T) {
 		t.Fatal("Ready not signalled after Push")
 	}
 	got := q.Drain(nil, 2)
-	if len(got) != 2 || string(got[0]) != "a" || string(got[1]) != "bb" || q.Len() != 1 {
+	if len(got) != 2 || string(got[0].Data) != "a" || string(got[1].Data) != "bb" || q.Len() != 1 {
 		t.Fatalf("drain 2: %q, left %d", got, q.Len())
 	}
 	q.Unread(got[1:])
-	if all := q.Drain(nil, 0); len(all) != 2 || string(all[0]) != "bb" || string(all[1]) != "ccc" {
+	if all := q.Drain(nil, 0); len(all) != 2 || string(all[0].Data) != "bb" || string(all[1].Data) != "ccc" {
 		t.Fatalf("after unread: %q", all)
 	}
 	if err := q.Push(make([]byte, 11)); !errors.Is(err, ErrFull) {
@@ -49,7 +49,7 @@ func TestQueueClose(t *testing.T) {
 	if !closed || code != 1008 || reason != "too slow" {
 		t.Fatalf("closed %v %d %q", closed, code, reason)
 	}
-	if got := q.Drain(nil, 0); len(got) != 1 || string(got[0]) != "last" {
+	if got := q.Drain(nil, 0); len(got) != 1 || string(got[0].Data) != "last" {
 		t.Fatalf("queued message lost on close: %q", got)
 	}
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
 	"github.com/fleetwire/fleetwire/internal/metrics"
-	"github.com/fleetwire/fleetwire/internal/outbox"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
 	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
@@ -96,6 +95,15 @@ type Config struct {
 	// NGPListen is the address of the generic protocol (NGP) HTTP
 	// listener; empty disables it.
 	NGPListen string
+	// Bind says what a request must show besides its tracking id to use an
+	// existing event session (default atmosphere.BindAddress).
+	Bind atmosphere.Bind
+	// TrustProxy takes client addresses from X-Forwarded-For / X-Real-IP,
+	// behind a reverse proxy.
+	TrustProxy bool
+	// AllowedOrigins may call the event endpoint from other origins (CORS);
+	// "*" any, without credentials.
+	AllowedOrigins []string
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -120,6 +128,10 @@ type Server struct {
 
 	broker   *broker.Broker
 	mqttSub  *mqtt.Subscriber
+	// cluster is the JetStream bus of a cluster node, nil on a single node.
+	cluster     *jetstream.Bus
+	storeWriter *jetstream.StoreWriter
+	stopServe   func() // stops answering other nodes' session requests
 	bridge   *bridge.Bridge
 	commands *commands.Commander
 
@@ -166,7 +178,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			st.Close()
 			return nil, fmt.Errorf("open bus: %w", err)
 		}
-		s.Bus = nb
+		s.Bus, s.cluster = nb, nb
+		if s.storeWriter, err = nb.StoreWriter(ctx, st); err != nil {
+			nb.Close()
+			st.Close()
+			return nil, fmt.Errorf("open bus: %w", err)
+		}
 	}
 	s.Auth = auth.New(st, s.Bus, auth.Options{})
 	s.State = state.New(st, s.Bus, cfg.State)
@@ -178,6 +195,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if evOpts.Logger == nil {
 		evOpts.Logger = cfg.Logger
 	}
+	grace := cfg.SessionGrace
+	if grace <= 0 {
+		grace = 60 * time.Second
+	}
+	var sessions *jetstream.Sessions
+	if s.cluster != nil {
+		// A session whose node died can be taken over on another node for
+		// as long as it would have waited for its client on its own.
+		if sessions, err = s.cluster.Sessions(ctx, jetstream.SessionsOptions{TTL: grace + 30*time.Second}); err != nil {
+			s.closeBackends()
+			return nil, fmt.Errorf("open sessions: %w", err)
+		}
+		evOpts.Sessions, evOpts.Node = sessions, s.cluster.Node()
+	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
 	// The hub hears of every change through the registry, which takes
 	// each in first, in the order of the log.
@@ -188,7 +219,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.IdleTimeout > 0 && (clientHeartbeat == 0 || clientHeartbeat > cfg.IdleTimeout/2) {
 		clientHeartbeat = cfg.IdleTimeout / 3
 	}
-	s.atmo = atmosphere.NewServer(hubHandler{s.Hub}, atmosphere.Options{
+	idKey, err := s.idKey(ctx)
+	if err != nil {
+		s.closeBackends()
+		return nil, err
+	}
+	var handler atmosphere.Handler = hubHandler{s.Hub}
+	var ch *clusterHandler
+	if sessions != nil {
+		ch = &clusterHandler{hubHandler: hubHandler{s.Hub}, sessions: sessions, nodes: sessions,
+			node: s.cluster.Node(), bind: cfg.Bind, log: cfg.Logger}
+		handler = ch
+	}
+	s.atmo = atmosphere.NewServer(handler, atmosphere.Options{
+		Bind:            cfg.Bind,
+		TrustProxy:      cfg.TrustProxy,
+		AllowedOrigins:  cfg.AllowedOrigins,
+		IDKey:           idKey,
+		ResetNotice:     events.ResetNotice,
 		Heartbeat:       cfg.Heartbeat,
 		ClientHeartbeat: clientHeartbeat,
 		IdleTimeout:     cfg.IdleTimeout,
@@ -196,6 +244,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		LongPollTimeout: cfg.LongPollTimeout,
 		Logger:          cfg.Logger,
 	})
+	if ch != nil {
+		ch.atmo = s.atmo
+		if s.stopServe, err = sessions.Serve(ch.serve); err != nil {
+			s.closeBackends()
+			return nil, fmt.Errorf("serve node requests: %w", err)
+		}
+	}
 
 	mqttURL := cfg.MQTTURL
 	if mqttURL == "" && cfg.MQTTListen != "" {
@@ -210,7 +265,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger}
 	if mqttURL != "" {
-		s.mqttSub = mqtt.New(s.State, mqtt.Options{URL: mqttURL, Logger: cfg.Logger})
+		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
+		if s.cluster != nil {
+			// The nodes sharing a broker share its telemetry: each message
+			// is ingested by one of them.
+			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
+		}
+		s.mqttSub = mqtt.New(s.State, mo)
 		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Logger: cfg.Logger})
 		s.commands = commands.New(mqttURL, cfg.Logger)
 		apiOpts.Commander = s.commands
@@ -251,6 +312,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// closeBackends closes the bus and the store after a failed New.
+func (s *Server) closeBackends() {
+	if s.Bus != nil {
+		s.Bus.Close()
+	}
+	s.Store.Close()
 }
 
 func (s *Server) closeListeners() {
@@ -314,6 +383,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); report(wrap("events", s.Hub.Run(bg))) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.purgeSessions(bg) }()
+	if s.storeWriter != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); report(wrap("store writer", s.storeWriter.Run(bg))) }()
+	}
 
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		defer wg.Done()
@@ -349,6 +422,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	if err := s.atmo.Shutdown(shCtx); err != nil {
 		s.log.Warn("atmosphere shutdown", "err", err)
+	}
+	if s.stopServe != nil {
+		s.stopServe()
 	}
 	if err := s.http.Shutdown(shCtx); err != nil {
 		s.log.Warn("http shutdown", "err", err)
@@ -429,6 +505,10 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}
+		if err := s.Bus.Healthy(); err != nil {
+			http.Error(w, "bus unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ready\n"))
 	})
@@ -443,12 +523,3 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 	mux.Handle("/", restAPI)
 	return mux
 }
-
-// hubHandler serves the event hub over the Atmosphere transports.
-type hubHandler struct{ hub *events.Hub }
-
-func (h hubHandler) Open(_ *http.Request, _ string) (atmosphere.Session, error) {
-	return h.hub.NewClient(), nil
-}
-
-var _ interface{ Outbox() *outbox.Queue } = (*events.Client)(nil)

@@ -354,6 +354,15 @@ func (r *Registry) Follow(ctx context.Context, userID int64) (release func(), er
 	}, nil
 }
 
+// Position is how far the log's changes about the user have reached this
+// node (see bus.Bus.Position).
+func (r *Registry) Position(userID int64) uint64 { return r.bus.Position(userID) }
+
+// Replay reads the user's changes from the log again (see bus.Bus.Replay).
+func (r *Registry) Replay(ctx context.Context, userID int64, from uint64, fn func(*bus.Message) bool) (uint64, error) {
+	return r.bus.Replay(ctx, userID, from, fn)
+}
+
 // Touch makes the states of the user's trackers current for a read (a
 // REST call) and keeps them so for Options.Linger after the last touch.
 // On a single node it does nothing.

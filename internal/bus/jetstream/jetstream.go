@@ -164,6 +164,9 @@ type Bus struct {
 	fmu     sync.Mutex
 	follows map[int64]*follow
 
+	pmu  sync.Mutex
+	pubs map[string]*publishing // by message id
+
 	trackers jetstream.ConsumeContext
 	health   atomic.Pointer[error]
 	quit     chan struct{}
@@ -179,6 +182,18 @@ type follow struct {
 	ready chan struct{} // closed once the first sync is done (or failed)
 	err   error
 	cc    jetstream.ConsumeContext
+	pos   atomic.Uint64 // the last sequence number the consumer handed on
+}
+
+// publishing is one of this node's publishes between its request and the
+// end of its local delivery. A follow's consumer that meets the message
+// waits for it: the message counts as delivered on this node only once
+// its local delivery is done, and one whose publish was reported failed
+// but reached the log is delivered by the consumer.
+type publishing struct {
+	done   chan struct{}
+	failed bool
+	at     time.Time
 }
 
 // Open connects to NATS, makes sure the installation's stream exists with
@@ -189,7 +204,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		opts: opts, log: opts.Logger.With("component", "bus", "node", opts.Node), subj: subjects{opts.Prefix},
-		name: opts.Prefix + "_events", follows: map[int64]*follow{},
+		name: opts.Prefix + "_events", follows: map[int64]*follow{}, pubs: map[string]*publishing{},
 		quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	var nb [6]byte
@@ -299,13 +314,24 @@ func (b *Bus) Publish(ctx context.Context, m *bus.Message) error {
 	}
 	msg := nats.NewMsg(b.subj.of(m))
 	msg.Data = data
-	opts := []jetstream.PublishOpt{jetstream.WithMsgID(b.idBase + strconv.FormatUint(b.msgID.Add(1), 36))}
+	id := b.idBase + strconv.FormatUint(b.msgID.Add(1), 36)
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
 	if m.Kind == bus.KindState {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(m.Prev))
 	}
+	p := &publishing{done: make(chan struct{}), at: time.Now()}
+	b.pmu.Lock()
+	b.pubs[id] = p
+	b.pmu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
 	ack, err := b.js.PublishMsg(pctx, msg, opts...)
+	if err != nil {
+		// A failed publish may still have reached the log: a consumer that
+		// meets it delivers it.
+		p.failed = true
+		close(p.done)
+	}
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -327,7 +353,35 @@ func (b *Bus) Publish(ctx context.Context, m *bus.Message) error {
 		m.State.Seq = ack.Sequence
 	}
 	b.deliver(m)
+	close(p.done)
+	b.pmu.Lock()
+	delete(b.pubs, id)
+	b.pmu.Unlock()
 	return nil
+}
+
+// ownDelivered waits until this node's publish of a message its consumer
+// met has been delivered locally, and reports whether it was (false: the
+// publish was reported failed, so the consumer must deliver it).
+func (b *Bus) ownDelivered(msg jetstream.Msg) bool {
+	id := msg.Headers().Get(jetstream.MsgIDHeader)
+	b.pmu.Lock()
+	p := b.pubs[id]
+	b.pmu.Unlock()
+	if p == nil {
+		return true
+	}
+	select {
+	case <-p.done:
+	case <-time.After(b.opts.PublishTimeout):
+	}
+	if p.failed {
+		b.pmu.Lock()
+		delete(b.pubs, id)
+		b.pmu.Unlock()
+		return false
+	}
+	return true
 }
 
 func (b *Bus) deliver(m *bus.Message) {
@@ -353,7 +407,7 @@ func (b *Bus) receive(msg jetstream.Msg, syncTo uint64) {
 		return
 	}
 	m.Sync = seq <= syncTo
-	if m.Origin == b.opts.Node && !m.Sync {
+	if m.Origin == b.opts.Node && !m.Sync && b.ownDelivered(msg) {
 		return
 	}
 	mIn[m.Kind].Inc()
@@ -440,6 +494,7 @@ func (b *Bus) startFollow(userID int64, f *follow) {
 		return
 	}
 	head := info.State.LastSeq
+	f.pos.Store(head)
 	cons, err := b.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{b.subj.user(userID)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		InactiveThreshold: time.Minute,
@@ -455,8 +510,11 @@ func (b *Bus) startFollow(userID int64, f *follow) {
 	}
 	f.cc, err = cons.Consume(func(msg jetstream.Msg) {
 		b.receive(msg, head)
-		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-			syncOnce.Do(func() { close(synced) })
+		if md, err := msg.Metadata(); err == nil {
+			f.pos.Store(md.Sequence.Stream)
+			if md.NumPending == 0 {
+				syncOnce.Do(func() { close(synced) })
+			}
 		}
 	})
 	if err != nil {
@@ -470,6 +528,18 @@ func (b *Bus) startFollow(userID int64, f *follow) {
 		f.cc = nil
 		f.err = fmt.Errorf("%w: follow user %d: no sync within 10s", bus.ErrUnavailable, userID)
 	}
+}
+
+// Position is the sequence number up to which the user's messages have
+// reached this node (0 when it does not follow the user).
+func (b *Bus) Position(userID int64) uint64 {
+	b.fmu.Lock()
+	f := b.follows[userID]
+	b.fmu.Unlock()
+	if f == nil {
+		return 0
+	}
+	return f.pos.Load()
 }
 
 // Latest returns the tracker's latest state message, or nil.
@@ -572,6 +642,13 @@ func (b *Bus) watch() {
 				err = fmt.Errorf("%w: stream %s: %w", bus.ErrUnavailable, b.name, serr)
 			}
 		}
+		b.pmu.Lock()
+		for id, p := range b.pubs {
+			if p.failed && time.Since(p.at) > 2*time.Minute {
+				delete(b.pubs, id)
+			}
+		}
+		b.pmu.Unlock()
 		prev := *b.health.Load()
 		if (prev == nil) != (err == nil) {
 			if err != nil {

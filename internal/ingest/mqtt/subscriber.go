@@ -38,6 +38,11 @@ type Options struct {
 	ClientID string
 	// Username and Password authenticate to the broker, if it wants them.
 	Username, Password string
+	// ShareGroup, when set, subscribes through MQTT shared subscriptions
+	// ($share/<group>/<filter>, which Mosquitto 2 and the embedded broker
+	// support), so that the nodes of a cluster sharing a broker split the
+	// telemetry between them and each message is ingested once.
+	ShareGroup string
 	// Logger receives connection events at info/warn and rejected
 	// messages at debug (default slog.Default()).
 	Logger *slog.Logger
@@ -116,6 +121,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		SetPassword(s.opts.Password).
 		SetCleanSession(clean).
 		SetOrderMatters(true). // fixes of one device apply in arrival order
+		// A QoS 1 message is acknowledged once its fix is kept (or refused
+		// for good); one the log could not store stays unacknowledged, for
+		// the broker to deliver again.
+		SetAutoAckDisabled(true).
 		SetKeepAlive(30 * time.Second).
 		SetPingTimeout(10 * time.Second).
 		SetConnectTimeout(10 * time.Second).
@@ -143,7 +152,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 func (s *Subscriber) onConnect(c paho.Client) {
 	s.log.Info("connected", "broker", s.opts.URL)
 	filters := make(map[string]byte, len(subscriptions))
-	for _, f := range subscriptions {
+	for _, f := range s.filters() {
 		filters[f] = 1
 	}
 	tok := c.SubscribeMultiple(filters, s.handle)
@@ -170,26 +179,66 @@ func (s *Subscriber) onConnect(c paho.Client) {
 	}
 }
 
+// filters are the topic filters as subscribed: shared when a share group
+// is set.
+func (s *Subscriber) filters() []string {
+	out := Topics()
+	if s.opts.ShareGroup != "" {
+		for i, f := range out {
+			out[i] = "$share/" + s.opts.ShareGroup + "/" + f
+		}
+	}
+	return out
+}
+
+// retryFor is how long a message whose fix the log could not store is
+// tried again before it is left unacknowledged.
+const retryFor = time.Minute
+
 // handle ingests one message. It runs on the client's delivery goroutine,
-// one message at a time.
+// one message at a time, so the messages behind one the log cannot store
+// wait with it (the broker holds them) while it is tried again. A message
+// whose fix still could not be stored is not acknowledged.
 func (s *Subscriber) handle(_ paho.Client, m paho.Message) {
-	s.Ingest(s.ctx, m.Topic(), m.Payload())
+	wait := 250 * time.Millisecond
+	deadline := s.now().Add(retryFor)
+	for {
+		_, err := s.ingest(s.ctx, m.Topic(), m.Payload())
+		if !errors.Is(err, state.ErrUnavailable) {
+			m.Ack()
+			return
+		}
+		if s.now().After(deadline) {
+			return
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // Ingest parses one message received on topic and applies it, counting
 // and logging the outcome. It is what Run does with every message; it
 // reports whether the fix was applied.
 func (s *Subscriber) Ingest(ctx context.Context, topic string, payload []byte) bool {
+	ok, _ := s.ingest(ctx, topic, payload)
+	return ok
+}
+
+func (s *Subscriber) ingest(ctx context.Context, topic string, payload []byte) (bool, error) {
 	now := s.now()
 	f, isNGP, err := parseTopic(topic, payload, now)
 	switch {
 	case errors.Is(err, ErrIgnored):
 		mIgnored.Inc()
-		return false
+		return false, err
 	case err != nil:
 		mBadRequest.Inc()
 		s.log.Debug("bad message", "topic", topic, "err", err)
-		return false
+		return false, err
 	}
 	if isNGP {
 		err = ngp.Apply(ctx, s.reg, f)
@@ -199,7 +248,7 @@ func (s *Subscriber) Ingest(ctx context.Context, topic string, payload []byte) b
 	switch {
 	case err == nil:
 		mAccepted.Inc()
-		return true
+		return true, nil
 	case errors.Is(err, state.ErrUnknownDevice):
 		mUnknown.Inc()
 		s.log.Debug("unknown device", "topic", topic, "device", f.DeviceID)
@@ -209,11 +258,14 @@ func (s *Subscriber) Ingest(ctx context.Context, topic string, payload []byte) b
 	case errors.Is(err, ngp.ErrOutOfOrder):
 		mDiscarded.Inc()
 		s.log.Debug("out-of-order message discarded", "topic", topic, "device", f.DeviceID)
+	case errors.Is(err, state.ErrUnavailable):
+		mUnavailable.Inc()
+		s.log.Warn("fix not stored, left unacknowledged", "topic", topic, "device", f.DeviceID, "err", err)
 	default:
 		mError.Inc()
 		s.log.Warn("apply fix", "topic", topic, "device", f.DeviceID, "err", err)
 	}
-	return false
+	return false, err
 }
 
 // parseTopic routes a message by its topic to its parser. isNGP tells a
@@ -292,11 +344,12 @@ func randomClientID() string {
 const ingestHelp = "Device messages received, by protocol and result."
 
 var (
-	mAccepted   = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="accepted"`)
-	mBadRequest = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="bad_request"`)
-	mUnknown    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="unknown_device"`)
-	mBlocked    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="blocked"`)
-	mError      = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="error"`)
-	mIgnored    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="ignored"`)
-	mDiscarded  = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="discarded"`)
+	mAccepted    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="accepted"`)
+	mBadRequest  = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="bad_request"`)
+	mUnknown     = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="unknown_device"`)
+	mBlocked     = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="blocked"`)
+	mError       = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="error"`)
+	mIgnored     = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="ignored"`)
+	mDiscarded   = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="discarded"`)
+	mUnavailable = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="mqtt",result="unavailable"`)
 )

@@ -144,6 +144,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mBlocked.Inc()
 		h.log.Debug("blocked device", "device", f.DeviceID, "remote", r.RemoteAddr)
 		http.Error(w, "ngp: device is blocked", http.StatusForbidden)
+	case errors.Is(err, state.ErrUnavailable):
+		// Not kept: the device must send the message again.
+		mUnavailable.Inc()
+		h.log.Warn("message not stored", "device", f.DeviceID, "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "ngp: not stored, send again", http.StatusServiceUnavailable)
 	default:
 		mError.Inc()
 		h.log.Warn("apply message", "device", f.DeviceID, "err", err)
@@ -154,10 +160,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const ingestHelp = "Device messages received, by protocol and result."
 
 var (
-	mAccepted   = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="accepted"`)
-	mBadRequest = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="bad_request"`)
-	mUnknown    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="unknown_device"`)
-	mBlocked    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="blocked"`)
-	mError      = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="error"`)
-	mDiscarded  = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="discarded"`)
+	mAccepted    = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="accepted"`)
+	mBadRequest  = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="bad_request"`)
+	mUnknown     = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="unknown_device"`)
+	mBlocked     = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="blocked"`)
+	mError       = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="error"`)
+	mDiscarded   = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="discarded"`)
+	mUnavailable = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="ngp",result="unavailable"`)
 )

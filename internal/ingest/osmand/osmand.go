@@ -40,6 +40,7 @@ var (
 	mUnknownDevice = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="osmand",result="unknown_device"`)
 	mBlocked       = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="osmand",result="blocked"`)
 	mError         = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="osmand",result="error"`)
+	mUnavailable   = metrics.Default.NewCounter("fleetwire_ingest_total", ingestHelp, `protocol="osmand",result="unavailable"`)
 )
 
 // NewHandler returns the OsmAnd ingest handler applying fixes to app. A
@@ -133,6 +134,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, state.ErrBlocked):
 		mBlocked.Inc()
 		plain(w, http.StatusForbidden, "tracker blocked")
+	case errors.Is(err, state.ErrUnavailable):
+		// Not kept: the device must send the fix again.
+		mUnavailable.Inc()
+		h.log.Warn("osmand: fix not stored", "device", fix.DeviceID, "err", err)
+		w.Header().Set("Retry-After", "5")
+		plain(w, http.StatusServiceUnavailable, "not stored, send again")
 	default:
 		mError.Inc()
 		h.log.Warn("osmand: apply fix", "device", fix.DeviceID, "err", err)

@@ -29,7 +29,7 @@ func newEchoHandler() *echoHandler {
 	return &echoHandler{sessions: map[string]*echoSession{}, opened: make(chan *echoSession, 100)}
 }
 
-func (h *echoHandler) Open(_ *http.Request, id string) (Session, error) {
+func (h *echoHandler) Open(_ *http.Request, id string, _ Binding) (Session, error) {
 	s := &echoSession{id: id, q: outbox.New(h.limits), closed: make(chan struct{})}
 	h.mu.Lock()
 	h.sessions[id] = s

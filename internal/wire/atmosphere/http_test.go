@@ -348,18 +348,34 @@ func TestReaper(t *testing.T) {
 	}
 }
 
+// TestOptionsPreflight: CORS only for the allowed origins, with
+// credentials only for a listed origin, never for a reflected one.
 func TestOptionsPreflight(t *testing.T) {
-	e := newEnv(t, Options{})
-	req, _ := http.NewRequest(http.MethodOptions, e.url(), nil)
-	req.Header.Set("Origin", "https://app.example")
-	req.Header.Set("Access-Control-Request-Headers", "content-type")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	preflight := func(e *testEnv, origin string) http.Header {
+		req, _ := http.NewRequest(http.MethodOptions, e.url(), nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
+			t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+		}
+		return resp.Header
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
-		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
-		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	listed := newEnv(t, Options{AllowedOrigins: []string{"https://app.example"}})
+	if h := preflight(listed, "https://app.example"); h.Get("Access-Control-Allow-Origin") != "https://app.example" || h.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("listed origin: %v", h)
+	}
+	if h := preflight(listed, "https://evil.example"); h.Get("Access-Control-Allow-Origin") != "" || h.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("unlisted origin: %v", h)
+	}
+	if h := preflight(newEnv(t, Options{}), "https://app.example"); h.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("no origins allowed: %v", h)
+	}
+	if h := preflight(newEnv(t, Options{AllowedOrigins: []string{"*"}}), "https://any.example"); h.Get("Access-Control-Allow-Origin") != "*" || h.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("any origin: %v", h)
 	}
 }

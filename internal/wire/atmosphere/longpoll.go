@@ -21,7 +21,7 @@ func (srv *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, p param
 	defer c.finish()
 	if transport == tJSONP {
 		if !validCallback(p.callback) {
-			fail(w, r, http.StatusBadRequest, "invalid JSONP callback")
+			srv.fail(w, r, http.StatusBadRequest, "invalid JSONP callback")
 			return
 		}
 		c.jsonp = p.callback
@@ -36,25 +36,25 @@ func (srv *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, p param
 			srv.openError(w, r, err)
 			return
 		}
-		setHeaders(w, r, s.id)
-		w.Header().Set(hFirst, "true")
-		hs := appendMessage(nil, srv.handshake(s.id), p.track)
-		if c.jsonp != "" {
-			hs = appendJSONP(nil, c.jsonp, hs)
-		}
-		_ = c.send(hs)
+		srv.sendHandshake(w, r, c, s, p)
 		return
 	}
 
 	a := newAttachment(transport, c.kick)
-	s, created, err := srv.attach(r, p, a)
+	s, kind, err := srv.attach(r, p, a)
 	if err != nil {
 		srv.openError(w, r, err)
 		return
 	}
 	defer s.release(a)
-	setHeaders(w, r, s.id)
-	if created {
+	if kind.handshake() && p.protocol {
+		// A new id for a client whose id could not be honoured: this poll
+		// answers with the handshake, the next one carries on.
+		srv.sendHandshake(w, r, c, s, p)
+		return
+	}
+	srv.setHeaders(w, r, s.id)
+	if kind.handshake() {
 		w.Header().Set(hFirst, "true")
 	}
 	w.WriteHeader(http.StatusOK)
@@ -88,4 +88,15 @@ func (srv *Server) serveLongPoll(w http.ResponseWriter, r *http.Request, p param
 			srv.remove(s, code, reason, nil)
 		}
 	}
+}
+
+// sendHandshake answers a poll with the handshake of session s.
+func (srv *Server) sendHandshake(w http.ResponseWriter, r *http.Request, c *httpConn, s *session, p params) {
+	srv.setHeaders(w, r, s.id)
+	w.Header().Set(hFirst, "true")
+	hs := appendMessage(nil, srv.handshake(s.id), p.track)
+	if c.jsonp != "" {
+		hs = appendJSONP(nil, c.jsonp, hs)
+	}
+	_ = c.send(hs)
 }

@@ -19,6 +19,10 @@ var (
 		"Atmosphere sessions alive, attached or within their grace period.", "")
 	mReplayed = metrics.Default.NewCounter("fleetwire_atmosphere_replayed_total",
 		"Messages re-sent from the replay ring after a client acknowledged fewer than were written.", "")
+	mResets = metrics.Default.NewCounter("fleetwire_atmosphere_session_resets_total",
+		"Sessions opened anew because the client's tracking id could not be honoured (unknown, expired or not admitted).", "")
+	mResumed = metrics.Default.NewCounter("fleetwire_atmosphere_sessions_resumed_total",
+		"Sessions taken over from another node.", "")
 )
 
 func init() {

@@ -1,6 +1,7 @@
 package atmosphere
 
 import (
+	"crypto/rand"
 	"log/slog"
 	"time"
 )
@@ -25,6 +26,24 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds every write to a client (default 10s).
 	WriteTimeout time.Duration
+	// Bind says what a request must show besides the tracking id to use
+	// an existing session (default BindAddress).
+	Bind Bind
+	// TrustProxy takes the client's address from X-Forwarded-For (first
+	// hop) or X-Real-IP, for a server behind a reverse proxy.
+	TrustProxy bool
+	// IDKey signs the tracking ids the server issues (default: a random
+	// key, good until the process ends). The nodes of a cluster share one.
+	IDKey []byte
+	// AllowedOrigins are the origins allowed to call the endpoint from
+	// another origin (CORS), with credentials; "*" allows any origin,
+	// without credentials. Empty allows none.
+	AllowedOrigins []string
+	// ResetNotice is the first message of a session opened because the
+	// client's tracking id could not be honoured (unknown, expired, or the
+	// request did not show what the session is bound to), telling the
+	// client to subscribe again. Empty sends none.
+	ResetNotice []byte
 	// Logger receives diagnostics (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -67,6 +86,10 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if len(o.IDKey) == 0 {
+		o.IDKey = make([]byte, 32)
+		_, _ = rand.Read(o.IDKey)
 	}
 	return o
 }

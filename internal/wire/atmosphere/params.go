@@ -22,6 +22,7 @@ const (
 	hFirst       = "X-Atmosphere-first-request"
 	hPostBody    = "X-Atmosphere-Post-Body"
 	hReceived    = "X-Fleetwire-Received"
+	hResume      = "X-Fleetwire-Resume"
 	qJSONPCallbk = "jsonpTransport"
 )
 
@@ -39,6 +40,9 @@ type params struct {
 	// received is the X-Fleetwire-Received acknowledgement, when given.
 	received    uint64
 	hasReceived bool
+	// resume is the client's resume secret (X-Fleetwire-Resume), which
+	// binds a session it opens to it.
+	resume string
 }
 
 // lookup returns the query parameter name (matched without regard to
@@ -74,6 +78,7 @@ func parseParams(r *http.Request) params {
 		callback:   q.Get(qJSONPCallbk),
 	}
 	p.postBody, p.hasBody = lookup(q, nil, hPostBody)
+	p.resume = get(hResume)
 	if v := get(hReceived); v != "" {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			p.received, p.hasReceived = n, true
@@ -129,40 +134,66 @@ func validID(id string) bool {
 
 // setHeaders writes the headers every Atmosphere response carries:
 // no-cache, CORS and, when known, the tracking id.
-func setHeaders(w http.ResponseWriter, r *http.Request, trackingID string) {
+func (srv *Server) setHeaders(w http.ResponseWriter, r *http.Request, trackingID string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store, no-cache, must-revalidate")
 	h.Set("Pragma", "no-cache")
 	h.Set("Expires", "-1")
-	if origin := r.Header.Get("Origin"); origin != "" {
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Allow-Credentials", "true")
-		h.Set("Access-Control-Expose-Headers", "X-Atmosphere-tracking-id, X-Heartbeat-Server, X-Atmosphere-error")
-		h.Add("Vary", "Origin")
-	}
+	srv.cors(h, r)
 	if trackingID != "" {
 		h.Set(hTrackingID, trackingID)
 	}
 }
 
+// cors sets the CORS headers for a request from an allowed origin: the
+// origin itself, with credentials, when it is listed; "*" without
+// credentials when any origin is allowed. A reflected origin never gets
+// credentials.
+func (srv *Server) cors(h http.Header, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	h.Add("Vary", "Origin")
+	allowed, any := false, false
+	for _, o := range srv.opts.AllowedOrigins {
+		switch {
+		case o == "*":
+			any = true
+		case strings.EqualFold(o, origin):
+			allowed = true
+		}
+	}
+	switch {
+	case allowed:
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+	case any:
+		h.Set("Access-Control-Allow-Origin", "*")
+	default:
+		return
+	}
+	h.Set("Access-Control-Expose-Headers", "X-Atmosphere-tracking-id, X-Heartbeat-Server, X-Atmosphere-error")
+}
+
 // preflight answers a CORS OPTIONS request.
-func preflight(w http.ResponseWriter, r *http.Request) {
-	setHeaders(w, r, "")
+func (srv *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	srv.setHeaders(w, r, "")
 	h := w.Header()
 	h.Set("Access-Control-Allow-Methods", "OPTIONS, GET, POST")
 	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 		h.Set("Access-Control-Allow-Headers", req)
 	} else {
 		h.Set("Access-Control-Allow-Headers", "Origin, Content-Type, X-Atmosphere-Framework, X-Atmosphere-tracking-id, "+
-			"X-Atmosphere-Transport, X-Atmosphere-TrackMessageSize, X-atmo-protocol, X-Heartbeat-Server, X-Cache-Date, X-Fleetwire-Received")
+			"X-Atmosphere-Transport, X-Atmosphere-TrackMessageSize, X-atmo-protocol, X-Heartbeat-Server, X-Cache-Date, X-Fleetwire-Received, X-Fleetwire-Resume")
 	}
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusOK)
 }
 
 // fail answers with status and the Atmosphere error header.
-func fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	setHeaders(w, r, "")
+func (srv *Server) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	srv.setHeaders(w, r, "")
 	w.Header().Set(hError, msg)
 	http.Error(w, msg, status)
 }

@@ -14,6 +14,10 @@ type writer interface {
 	heartbeat() error
 }
 
+// journalRetry is how long a delivery loop waits before it tries again to
+// journal messages the journal could not keep.
+const journalRetry = 250 * time.Millisecond
+
 // end is why a delivery loop stopped.
 type end int
 
@@ -55,8 +59,10 @@ func (s *session) pump(a *attachment, w writer, l loop) end {
 		defer t.Stop()
 		to = t.C
 	}
+	var retry <-chan time.Time
 	for {
-		if ds := s.take(a, l.max); len(ds) > 0 {
+		ds, terr := s.take(a, l.max)
+		if len(ds) > 0 {
 			n, err := w.write(ds)
 			if err != nil {
 				s.undeliver(a, ds[n:])
@@ -68,7 +74,13 @@ func (s *session) pump(a *attachment, w writer, l loop) end {
 			if hbTimer != nil {
 				hbTimer.Reset(l.heartbeat)
 			}
-			continue
+			if terr == nil {
+				continue
+			}
+		}
+		if terr != nil {
+			// The journal could not keep the messages: try again shortly.
+			retry = time.After(journalRetry)
 		}
 		if a.stopped() {
 			return endStopped
@@ -79,8 +91,14 @@ func (s *session) pump(a *attachment, w writer, l loop) end {
 		if l.noWait {
 			return endTimeout
 		}
+		ready := s.q.Ready()
+		if retry != nil {
+			ready = nil
+		}
 		select {
-		case <-s.q.Ready():
+		case <-retry:
+			retry = nil
+		case <-ready:
 		case <-s.q.Done():
 			// Loop: take what is left, then end.
 		case <-a.stop:

@@ -140,7 +140,7 @@ func TestReplayLongPollLostResponse(t *testing.T) {
 func TestPlainFailedWriteGoesBack(t *testing.T) {
 	srv := NewServer(newEchoHandler(), Options{Logger: quietLogger()})
 	defer srv.Shutdown(t.Context())
-	app, _ := srv.h.Open(nil, "t1")
+	app, _ := srv.h.Open(nil, "t1", Binding{})
 	s := newSession(srv, "t1", app)
 	q := app.Outbox()
 	for _, m := range []string{"a", "b", "c", "d"} {
@@ -150,7 +150,7 @@ func TestPlainFailedWriteGoesBack(t *testing.T) {
 	if err := s.attach(a, params{}); err != nil {
 		t.Fatal(err)
 	}
-	ds := s.take(a, 3)
+	ds, _ := s.take(a, 3)
 	if len(ds) != 3 || ds[2].seq != 3 {
 		t.Fatalf("took %v", ds)
 	}
@@ -168,7 +168,8 @@ func TestPlainFailedWriteGoesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, d := range s.take(a2, 0) {
+	ds, _ = s.take(a2, 0)
+	for _, d := range ds {
 		got = append(got, fmt.Sprintf("%d:%s", d.seq, d.msg))
 	}
 	if strings.Join(got, " ") != "2:b 3:c 4:d" {
@@ -176,7 +177,7 @@ func TestPlainFailedWriteGoesBack(t *testing.T) {
 	}
 	// With an acknowledgement nothing goes back to the outbox.
 	_ = q.Push([]byte("e"))
-	ds = s.take(a2, 0)
+	ds, _ = s.take(a2, 0)
 	s.undeliver(a2, ds)
 	if q.Len() != 0 || s.seq != 5 {
 		t.Fatalf("queue %d seq %d", q.Len(), s.seq)
@@ -217,19 +218,20 @@ func TestReplayRingOverrun(t *testing.T) {
 	h.limits = outbox.Limits{MaxMessages: 4}
 	srv := NewServer(h, Options{Logger: quietLogger()})
 	defer srv.Shutdown(t.Context())
-	app, _ := h.Open(nil, "t2")
+	app, _ := h.Open(nil, "t2", Binding{})
 	s := newSession(srv, "t2", app)
 	a := newAttachment(tWebSocket, nil)
 	_ = s.attach(a, params{hasReceived: true})
 	for i := 1; i <= 6; i++ {
 		_ = app.Outbox().Push([]byte(strconv.Itoa(i)))
-		s.take(a, 0)
+		_, _ = s.take(a, 0)
 	}
 	s.release(a)
 	a2 := newAttachment(tWebSocket, nil)
 	_ = s.attach(a2, params{hasReceived: true, received: 1})
 	var got []string
-	for _, d := range s.take(a2, 0) {
+	ds, _ := s.take(a2, 0)
+	for _, d := range ds {
 		got = append(got, string(d.msg))
 	}
 	if strings.Join(got, ",") != "3,4,5,6" {
@@ -238,11 +240,16 @@ func TestReplayRingOverrun(t *testing.T) {
 	s.release(a2)
 }
 
-// TestReplayNumbersOnAfterRestart: a session opened under the client's
-// tracking id numbers on from the client's count.
+// TestReplayNumbersOnAfterRestart: a session opened again under an id the
+// server issued before it restarted (same key) numbers on from the
+// client's count, after the reset notice.
 func TestReplayNumbersOnAfterRestart(t *testing.T) {
-	e := newEnv(t, Options{})
-	args := []string{hTransport, "long-polling", hTrackSize, "true", hTrackingID, "c0ffee00-0000-4000-8000-000000000000"}
+	key := []byte("the installation's tracking id key")
+	e := newEnv(t, Options{IDKey: key, ResetNotice: []byte("reset")})
+	args := []string{hTransport, "long-polling", hTrackSize, "true", hTrackingID, newID(key)}
+	if _, b := e.get(append(args, hReceived, "40")...); b != "5|reset" {
+		t.Fatalf("first poll %q, want the reset notice", b)
+	}
 	done := make(chan string, 1)
 	go func() {
 		_, b := e.get(append(args, hReceived, "41")...)

@@ -2,10 +2,12 @@ package atmosphere
 
 import "github.com/fleetwire/fleetwire/internal/outbox"
 
-// delivery is one numbered application message.
+// delivery is one numbered application message, with the application's
+// metadata of it.
 type delivery struct {
-	seq uint64
-	msg []byte
+	seq  uint64
+	msg  []byte
+	meta any
 }
 
 // ring keeps the last messages a session delivered, numbered, bounded in

@@ -3,12 +3,12 @@ package atmosphere
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 )
 
@@ -57,9 +57,10 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
-	sessions map[string]*session
-	closing  bool
+	mu        sync.Mutex
+	sessions  map[string]*session
+	takeovers map[string]chan struct{}
+	closing   bool
 
 	quit       chan struct{} // closed by Shutdown
 	wg         sync.WaitGroup
@@ -76,6 +77,7 @@ func NewServer(h Handler, opts Options) *Server {
 		opts:       opts,
 		log:        opts.Logger,
 		sessions:   map[string]*session{},
+		takeovers:  map[string]chan struct{}{},
 		quit:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
@@ -87,9 +89,13 @@ func NewServer(h Handler, opts Options) *Server {
 		// buffers borrowed from a pool only while a message is written.
 		ReadBufferSize:  wsReadBuffer,
 		WriteBufferPool: &wsWritePool,
-		CheckOrigin:     func(*http.Request) bool { return true },
+		// The event API authenticates every action with its hash, not with
+		// cookies, so a page of another origin gains nothing a client of
+		// its own would not have: WebSocket connections are taken from
+		// any origin.
+		CheckOrigin: func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			fail(w, r, status, reason.Error())
+			srv.fail(w, r, status, reason.Error())
 		},
 	}
 	go srv.reaper()
@@ -116,11 +122,11 @@ func (srv *Server) enter() bool {
 // (X-Atmosphere-Transport=close, any method).
 func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodOptions {
-		preflight(w, r)
+		srv.preflight(w, r)
 		return
 	}
 	if !srv.enter() {
-		fail(w, r, http.StatusServiceUnavailable, "server shutting down")
+		srv.fail(w, r, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
 	defer srv.wg.Done()
@@ -136,7 +142,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 	default:
 		w.Header().Set("Allow", "OPTIONS, GET, POST")
-		fail(w, r, http.StatusMethodNotAllowed, "method not allowed")
+		srv.fail(w, r, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
 	if websocket.IsWebSocketUpgrade(r) {
@@ -156,7 +162,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case tSSE:
 		srv.serveStream(w, r, p, true)
 	case tWebSocket:
-		fail(w, r, http.StatusBadRequest, "websocket upgrade required")
+		srv.fail(w, r, http.StatusBadRequest, "websocket upgrade required")
 	default:
 		// atmosphere.js 2.3.x falls back twice when a refused WebSocket
 		// fires both onerror and onclose, and then polls with transport
@@ -169,48 +175,184 @@ var (
 	errBadID    = errors.New("invalid tracking id")
 	errClosing  = errors.New("server shutting down")
 	errNotFound = errors.New("unknown tracking id")
+	errResume   = errors.New("session cannot be resumed now")
 )
 
-// open returns the session for p's tracking id, opening one with the
-// Handler when the id is new (0 or missing: a fresh uuid) or unknown (the
-// client carries on under its id). created is set for a fresh uuid, the
-// case that calls for a handshake.
-func (srv *Server) open(r *http.Request, p params) (s *session, created bool, err error) {
-	id := p.trackingID
+// opened says how a request found its session.
+type opened int
+
+const (
+	// openedExisting: the session the tracking id names.
+	openedExisting opened = iota
+	// openedNew: a new session under a new id (tracking id 0): the client
+	// gets the handshake.
+	openedNew
+	// openedReset: a new session under a new id, because the client's id
+	// could not be honoured (not issued here, or the request does not show
+	// what the session is bound to): the client gets the handshake and the
+	// reset notice.
+	openedReset
+	// openedRetaken: a new session under the client's id, which this
+	// server issued but whose session is gone: the client gets the reset
+	// notice (no handshake: it keeps its id).
+	openedRetaken
+	// openedResumed: the session taken over from another node.
+	openedResumed
+)
+
+// handshake reports whether the client gets the protocol handshake.
+func (o opened) handshake() bool { return o == openedNew || o == openedReset }
+
+// open returns the session for p's tracking id (see opened).
+func (srv *Server) open(r *http.Request, p params) (*session, opened, error) {
+	b := srv.binding(r, p)
 	if p.isNew() {
-		id, created = uuid.NewString(), true
-	} else {
-		if !validID(id) {
-			return nil, false, errBadID
+		return srv.create(r, newID(srv.opts.IDKey), b, openedNew)
+	}
+	id := p.trackingID
+	if !validID(id) {
+		return nil, 0, errBadID
+	}
+	if s := srv.lookup(id); s != nil {
+		if s.binding.Admits(b, srv.opts.Bind) {
+			return s, openedExisting, nil
 		}
-		if s = srv.lookup(id); s != nil {
-			return s, false, nil
+		srv.log.Info("atmosphere: request not admitted to its session; opening a new one",
+			"tracking_id", ShortID(id), "addr", b.Addr)
+		return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
+	}
+	if _, ok := srv.h.(Resumer); ok {
+		s, err := srv.takeOver(r, p, id, b)
+		switch {
+		case err == nil:
+			if s.binding.Admits(b, srv.opts.Bind) {
+				return s, openedResumed, nil
+			}
+			return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
+		case errors.Is(err, ErrNotAdmitted):
+			srv.log.Info("atmosphere: request not admitted to its session on another node; opening a new one",
+				"tracking_id", ShortID(id), "addr", b.Addr)
+			return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
+		case errors.Is(err, ErrUnknownSession):
+		default:
+			return nil, 0, err
 		}
 	}
-	app, err := srv.h.Open(r, id)
+	if issued(srv.opts.IDKey, id) {
+		return srv.create(r, id, b, openedRetaken)
+	}
+	return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
+}
+
+// takeOver resumes session id from another node through the Resumer and
+// installs it here. One take-over per id at a time: a request for an id
+// being taken over waits for it and then finds the session here.
+func (srv *Server) takeOver(r *http.Request, p params, id string, b Binding) (*session, error) {
+	rs, ok := srv.h.(Resumer)
+	if !ok {
+		return nil, ErrUnknownSession
+	}
+	for {
+		if s := srv.lookup(id); s != nil {
+			return s, nil
+		}
+		wait, mine := srv.resuming(id)
+		if !mine {
+			<-wait
+			continue
+		}
+		res, err := rs.Resume(r, id, b, p.received, p.hasReceived)
+		var s *session
+		if err == nil {
+			s, err = srv.adopt(id, res)
+		}
+		srv.resumed(id)
+		if err != nil && !errors.Is(err, ErrUnknownSession) && !errors.Is(err, ErrNotAdmitted) {
+			srv.log.Warn("atmosphere: resume", "tracking_id", ShortID(id), "err", err)
+			return nil, fmt.Errorf("%w: %w", errResume, err)
+		}
+		return s, err
+	}
+}
+
+// resuming marks id as being taken over. mine is false when another
+// request is at it already; wait is closed when that one is done.
+func (srv *Server) resuming(id string) (wait chan struct{}, mine bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if w, ok := srv.takeovers[id]; ok {
+		return w, false
+	}
+	w := make(chan struct{})
+	srv.takeovers[id] = w
+	return w, true
+}
+
+func (srv *Server) resumed(id string) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if w, ok := srv.takeovers[id]; ok {
+		close(w)
+		delete(srv.takeovers, id)
+	}
+}
+
+// create opens a session under id with the Handler.
+func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*session, opened, error) {
+	app, err := srv.h.Open(r, id, b)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
-	s = newSession(srv, id, app)
+	s := newSession(srv, id, app)
+	s.binding = b
+	if kind != openedNew && len(srv.opts.ResetNotice) > 0 {
+		_ = s.q.Push(srv.opts.ResetNotice)
+	}
 	srv.mu.Lock()
 	if srv.closing {
 		srv.mu.Unlock()
 		app.Close()
-		return nil, false, errClosing
+		return nil, 0, errClosing
 	}
 	if other := srv.sessions[id]; other != nil {
-		// A concurrent request for the same unknown id won.
+		// A concurrent request for the same gone id won.
 		srv.mu.Unlock()
 		app.Close()
-		return other, false, nil
+		if !other.binding.Admits(b, srv.opts.Bind) {
+			return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
+		}
+		return other, openedExisting, nil
 	}
 	srv.sessions[id] = s
 	srv.mu.Unlock()
 	mSessions.Add(1)
-	if !created {
-		srv.log.Debug("atmosphere: session opened under the client's tracking id", "tracking_id", id)
+	if kind == openedRetaken || kind == openedReset {
+		mResets.Inc()
+		srv.log.Debug("atmosphere: session opened anew", "tracking_id", ShortID(id), "kept_id", kind == openedRetaken)
 	}
-	return s, created, nil
+	return s, kind, nil
+}
+
+// adopt installs a session taken over from another node.
+func (srv *Server) adopt(id string, res *Resumed) (*session, error) {
+	s := newSession(srv, id, res.Session)
+	s.binding = res.Binding
+	s.seq = res.Last
+	first := res.Last - uint64(len(res.Replay)) + 1
+	for i, m := range res.Replay {
+		s.ring.push(delivery{seq: first + uint64(i), msg: m})
+	}
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		res.Session.Close()
+		return nil, errClosing
+	}
+	srv.sessions[id] = s
+	srv.mu.Unlock()
+	mSessions.Add(1)
+	mResumed.Inc()
+	return s, nil
 }
 
 func (srv *Server) lookup(id string) *session {
@@ -220,19 +362,19 @@ func (srv *Server) lookup(id string) *session {
 }
 
 // attach opens or finds p's session and attaches a to it.
-func (srv *Server) attach(r *http.Request, p params, a *attachment) (*session, bool, error) {
+func (srv *Server) attach(r *http.Request, p params, a *attachment) (*session, opened, error) {
 	for range 3 {
-		s, created, err := srv.open(r, p)
+		s, kind, err := srv.open(r, p)
 		if err != nil {
-			return nil, false, err
+			return nil, 0, err
 		}
 		err = s.attach(a, p)
 		if err == nil {
-			return s, created, nil
+			return s, kind, nil
 		}
 		srv.forget(s)
 	}
-	return nil, false, errGone
+	return nil, 0, errGone
 }
 
 // forget drops s from the table if it is still there.
@@ -245,9 +387,14 @@ func (srv *Server) forget(s *session) {
 }
 
 // remove ends s: its transport is detached with code and reason, and the
-// application session is closed. With cond, only if cond holds (checked
-// under the session's lock). It reports whether s was removed now.
+// application session is closed (or, with handoff, handed off). With
+// cond, only if cond holds (checked under the session's lock). It reports
+// whether s was removed now.
 func (srv *Server) remove(s *session, code int, reason string, cond func() bool) bool {
+	return srv.end(s, code, reason, cond, false)
+}
+
+func (srv *Server) end(s *session, code int, reason string, cond func() bool, handoff bool) bool {
 	s.mu.Lock()
 	if s.removed || (cond != nil && !cond()) {
 		s.mu.Unlock()
@@ -259,8 +406,54 @@ func (srv *Server) remove(s *session, code int, reason string, cond func() bool)
 	srv.forget(s)
 	if cur != nil {
 		cur.detach(code, reason)
+		if handoff {
+			// Nothing may be delivered here once another node holds the
+			// session: wait for the transport to stop.
+			cur.wait()
+		}
 	}
-	s.closeApp()
+	if handoff {
+		s.handoffApp()
+	} else {
+		s.closeApp()
+	}
+	return true
+}
+
+// Handoff releases the session of tracking id to another node: its
+// transport is detached (and has stopped when Handoff returns) and the
+// application session handed off, not closed. It reports whether the
+// server held the session.
+func (srv *Server) Handoff(id string) bool {
+	s := srv.lookup(id)
+	if s == nil {
+		return false
+	}
+	return srv.end(s, 1000, "session moved to another server", nil, true)
+}
+
+// Deliver hands a client message to the session of tracking id held here,
+// for a node that received it for a session it does not hold. It reports
+// whether the server held the session.
+func (srv *Server) Deliver(id string, msg []byte) bool {
+	s := srv.lookup(id)
+	if s == nil {
+		return false
+	}
+	if len(msg) > 0 && string(msg) != "X" {
+		s.app.Receive(msg)
+	}
+	return true
+}
+
+// End closes the session of tracking id held here (a close request that
+// reached another node). It reports whether the server held the session.
+func (srv *Server) End(id string) bool {
+	s := srv.lookup(id)
+	if s == nil {
+		return false
+	}
+	srv.remove(s, 1000, "closed by the client", nil)
 	return true
 }
 
@@ -268,12 +461,12 @@ func (srv *Server) remove(s *session, code int, reason string, cond func() bool)
 func (srv *Server) openError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, errBadID):
-		fail(w, r, http.StatusBadRequest, err.Error())
-	case errors.Is(err, errClosing), errors.Is(err, errGone):
-		fail(w, r, http.StatusServiceUnavailable, err.Error())
+		srv.fail(w, r, http.StatusBadRequest, err.Error())
+	case errors.Is(err, errClosing), errors.Is(err, errGone), errors.Is(err, errResume):
+		srv.fail(w, r, http.StatusServiceUnavailable, err.Error())
 	default:
 		srv.log.Info("atmosphere: connection refused", "err", err)
-		fail(w, r, http.StatusForbidden, err.Error())
+		srv.fail(w, r, http.StatusForbidden, err.Error())
 	}
 }
 
@@ -303,7 +496,7 @@ func (srv *Server) reap(now time.Time, grace time.Duration) {
 	srv.mu.Unlock()
 	for _, s := range list {
 		if srv.remove(s, 1000, "session expired", func() bool { return s.idleFor(now) >= grace }) {
-			srv.log.Debug("atmosphere: session expired", "tracking_id", s.id)
+			srv.log.Debug("atmosphere: session expired", "tracking_id", ShortID(s.id))
 		}
 	}
 }
@@ -324,7 +517,10 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		close(srv.quit)
 	}
 	for _, s := range list {
-		srv.remove(s, websocket.CloseGoingAway, "server shutting down", nil)
+		// Sessions that can live on elsewhere are handed off: their
+		// clients reconnect to another node and carry on there.
+		_, handoff := s.app.(Handoffer)
+		srv.end(s, websocket.CloseGoingAway, "server shutting down", nil, handoff)
 	}
 	done := make(chan struct{})
 	go func() {

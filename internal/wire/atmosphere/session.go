@@ -20,10 +20,12 @@ const kickAfter = time.Second
 // attached at the moment, and the numbering and replay ring of the
 // messages delivered so far (see "Acknowledged delivery" on Server).
 type session struct {
-	id  string
-	srv *Server
-	app Session
-	q   *outbox.Queue
+	id      string
+	srv     *Server
+	app     Session
+	q       *outbox.Queue
+	journal Journal // nil unless the application keeps a journal
+	binding Binding // what a request must show to use the session
 
 	mu        sync.Mutex
 	cur       *attachment
@@ -68,6 +70,21 @@ func (a *attachment) detach(code int, reason string) {
 	})
 }
 
+// wait returns once the transport stopped delivering, cutting its
+// connection if it does not stop on its own within kickAfter.
+func (a *attachment) wait() {
+	t := time.NewTimer(kickAfter)
+	defer t.Stop()
+	select {
+	case <-a.done:
+	case <-t.C:
+		if a.kick != nil {
+			a.kick()
+		}
+		<-a.done
+	}
+}
+
 func (a *attachment) stopped() bool {
 	select {
 	case <-a.stop:
@@ -79,7 +96,8 @@ func (a *attachment) stopped() bool {
 
 func newSession(srv *Server, id string, app Session) *session {
 	q := app.Outbox()
-	return &session{id: id, srv: srv, app: app, q: q, idleSince: time.Now(), ring: newRing(q.Limits())}
+	j, _ := app.(Journal)
+	return &session{id: id, srv: srv, app: app, q: q, journal: j, idleSince: time.Now(), ring: newRing(q.Limits())}
 }
 
 // attach makes a the session's transport, detaching the previous one and
@@ -99,16 +117,7 @@ func (s *session) attach(a *attachment, p params) error {
 	connGauge(a.transport).Add(1)
 	if old != nil {
 		old.detach(1000, "replaced by a newer connection")
-		t := time.NewTimer(kickAfter)
-		select {
-		case <-old.done:
-		case <-t.C:
-			if old.kick != nil {
-				old.kick()
-			}
-			<-old.done
-		}
-		t.Stop()
+		old.wait()
 	}
 	if p.hasReceived {
 		s.mu.Lock()
@@ -130,7 +139,7 @@ func (s *session) prepareReplay(a *attachment, n uint64) {
 		// take its word for it.
 		if s.seq != 0 {
 			log.Warn("atmosphere: client acknowledged more messages than were sent",
-				"tracking_id", s.id, "received", n, "sent", s.seq)
+				"tracking_id", ShortID(s.id), "received", n, "sent", s.seq)
 		}
 		s.ring.dropThrough(n)
 		s.seq = n
@@ -138,14 +147,14 @@ func (s *session) prepareReplay(a *attachment, n uint64) {
 	if n < s.seq {
 		if first := s.ring.first(); first == 0 || first > n+1 {
 			log.Warn("atmosphere: replay ring no longer holds every missed message",
-				"tracking_id", s.id, "received", n, "sent", s.seq, "oldest_kept", first)
+				"tracking_id", ShortID(s.id), "received", n, "sent", s.seq, "oldest_kept", first)
 		}
 	}
 	a.replay = s.ring.after(n)
 	s.ring.dropThrough(n)
 	if len(a.replay) > 0 {
 		mReplayed.Add(uint64(len(a.replay)))
-		log.Debug("atmosphere: replaying", "tracking_id", s.id, "from", a.replay[0].seq, "count", len(a.replay))
+		log.Debug("atmosphere: replaying", "tracking_id", ShortID(s.id), "from", a.replay[0].seq, "count", len(a.replay))
 	}
 }
 
@@ -169,14 +178,16 @@ func (s *session) release(a *attachment) {
 
 // take returns the next messages to write on a: pending replays first,
 // then up to max (all when max <= 0) messages from the outbox, which are
-// numbered and, for an acknowledging client, kept in the ring. A detached attachment gets nothing.
-func (s *session) take(a *attachment, max int) []delivery {
+// numbered and, for an acknowledging client, kept in the ring. A detached
+// attachment gets nothing. With a journal, the messages taken from the
+// outbox are returned only once the journal has them; when it fails they
+// go back to the outbox and err says why (the replays are returned).
+func (s *session) take(a *attachment, max int) (out []delivery, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if a.stopped() {
-		return nil
+		s.mu.Unlock()
+		return nil, nil
 	}
-	var out []delivery
 	if len(a.replay) > 0 {
 		n := len(a.replay)
 		if max > 0 && n > max {
@@ -189,14 +200,16 @@ func (s *session) take(a *attachment, max int) []delivery {
 		}
 		if max > 0 {
 			if max -= n; max == 0 {
-				return out
+				s.mu.Unlock()
+				return out, nil
 			}
 		}
 	}
-	msgs := s.q.Drain(nil, max)
-	for _, m := range msgs {
+	entries := s.q.Drain(nil, max)
+	first := s.seq + 1
+	for _, e := range entries {
 		s.seq++
-		d := delivery{seq: s.seq, msg: m}
+		d := delivery{seq: s.seq, msg: e.Data, meta: e.Meta}
 		if a.ack {
 			// Only a client that acknowledges can ask for a replay; for
 			// the others the ring would be memory held for nothing.
@@ -204,7 +217,33 @@ func (s *session) take(a *attachment, max int) []delivery {
 		}
 		out = append(out, d)
 	}
-	return out
+	s.mu.Unlock()
+	if s.journal == nil || len(entries) == 0 {
+		return out, nil
+	}
+	if err := s.journal.Deliver(first, entries, a.ack); err != nil {
+		taken := out[len(out)-len(entries):]
+		s.giveBack(taken)
+		return out[:len(out)-len(entries)], err
+	}
+	return out, nil
+}
+
+// giveBack puts taken messages back to the front of the outbox, out of
+// the ring, and gives their numbers back.
+func (s *session) giveBack(ds []delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ds) == 0 || ds[len(ds)-1].seq != s.seq {
+		return
+	}
+	msgs := make([]outbox.Entry, len(ds))
+	for i, d := range ds {
+		msgs[i] = outbox.Entry{Data: d.msg, Meta: d.meta}
+	}
+	s.ring.dropFrom(ds[0].seq)
+	s.seq = ds[0].seq - 1
+	s.q.Unread(msgs)
 }
 
 // undeliver handles messages a took but could not write. With an
@@ -220,12 +259,12 @@ func (s *session) undeliver(a *attachment, ds []delivery) {
 	if ds[len(ds)-1].seq != s.seq {
 		// Cannot happen while one transport delivers at a time; keep the
 		// numbering intact rather than renumber.
-		s.srv.log.Error("atmosphere: undelivered messages are not the latest", "tracking_id", s.id)
+		s.srv.log.Error("atmosphere: undelivered messages are not the latest", "tracking_id", ShortID(s.id))
 		return
 	}
-	msgs := make([][]byte, len(ds))
+	msgs := make([]outbox.Entry, len(ds))
 	for i, d := range ds {
-		msgs[i] = d.msg
+		msgs[i] = outbox.Entry{Data: d.msg, Meta: d.meta}
 	}
 	s.ring.dropFrom(ds[0].seq)
 	s.seq = ds[0].seq - 1
@@ -255,6 +294,19 @@ func (s *session) idleFor(now time.Time) time.Duration {
 func (s *session) closeApp() {
 	s.closeOnce.Do(func() {
 		s.app.Close()
+		mSessions.Add(-1)
+	})
+}
+
+// handoffApp hands the application session off once (closes it if it
+// cannot be handed off).
+func (s *session) handoffApp() {
+	s.closeOnce.Do(func() {
+		if h, ok := s.app.(Handoffer); ok {
+			h.Handoff()
+		} else {
+			s.app.Close()
+		}
 		mSessions.Add(-1)
 	})
 }

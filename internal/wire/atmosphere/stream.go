@@ -20,14 +20,14 @@ func (srv *Server) serveStream(w http.ResponseWriter, r *http.Request, p params,
 	c.sse, c.stream = sse, !sse
 	defer c.finish()
 	a := newAttachment(transport, c.kick)
-	s, created, err := srv.attach(r, p, a)
+	s, kind, err := srv.attach(r, p, a)
 	if err != nil {
 		srv.openError(w, r, err)
 		return
 	}
 	defer s.release(a)
-	setHeaders(w, r, s.id)
-	if created {
+	srv.setHeaders(w, r, s.id)
+	if kind.handshake() {
 		w.Header().Set(hFirst, "true")
 	}
 	if sse {
@@ -42,7 +42,7 @@ func (srv *Server) serveStream(w http.ResponseWriter, r *http.Request, p params,
 	if p.legacy() {
 		first = append(bytes.Repeat([]byte{' '}, paddingLen), '\n')
 	}
-	if created && p.protocol {
+	if kind.handshake() && p.protocol {
 		first = c.appendPayload(first, srv.handshake(s.id))
 	}
 	var err2 error

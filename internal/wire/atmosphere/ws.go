@@ -82,7 +82,7 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 			_ = conn.Close()
 		}
 	})
-	s, created, err := srv.attach(r, p, a)
+	s, kind, err := srv.attach(r, p, a)
 	if err != nil {
 		srv.openError(w, r, err)
 		return
@@ -93,18 +93,16 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 			s.release(a)
 		}
 	}()
+	created := kind.handshake()
 	hdr := http.Header{}
 	hdr.Set(hTrackingID, s.id)
 	if created {
 		hdr.Set(hFirst, "true")
 	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		hdr.Set("Access-Control-Allow-Origin", origin)
-		hdr.Set("Access-Control-Allow-Credentials", "true")
-	}
+	srv.cors(hdr, r)
 	c, err := srv.upgrader.Upgrade(w, r, hdr)
 	if err != nil {
-		if created {
+		if kind == openedNew {
 			srv.remove(s, 1000, "", nil)
 		}
 		return

@@ -91,16 +91,38 @@ func TestWebSocketReattachWithoutHandshake(t *testing.T) {
 	}
 }
 
-func TestWebSocketUnknownIDKeepsIt(t *testing.T) {
-	e := newEnv(t, Options{})
-	c := e.dial(hTrackingID, "b623a15d-0000-4000-8000-000000000001", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+// TestWebSocketUnknownID: an id the server issued whose session is gone
+// is taken up again (no handshake, the reset notice first); an id it did
+// not issue is never adopted: the client gets a new id in a handshake,
+// then the reset notice.
+func TestWebSocketUnknownID(t *testing.T) {
+	key := []byte("k")
+	e := newEnv(t, Options{IDKey: key, ResetNotice: []byte("reset")})
+	issuedID := newID(key)
+	c := e.dial(hTrackingID, issuedID, hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
 	s := e.nextOpened()
-	if s.id != "b623a15d-0000-4000-8000-000000000001" {
+	if s.id != issuedID {
 		t.Fatalf("opened under %q", s.id)
+	}
+	if got := read(t, c); got != "reset" {
+		t.Fatalf("first frame %q, want the reset notice (no handshake)", got)
 	}
 	s.Push(t, "hi")
 	if got := read(t, c); got != "hi" {
-		t.Fatalf("first frame %q (no handshake expected)", got)
+		t.Fatalf("frame %q", got)
+	}
+
+	chosen := "b623a15d-0000-4000-8000-000000000001"
+	c2 := e.dial(hTrackingID, chosen, hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	s2 := e.nextOpened()
+	if s2.id == chosen || !issued(key, s2.id) {
+		t.Fatalf("a made-up id was adopted: %q", s2.id)
+	}
+	if id := splitHandshake(t, read(t, c2), "0"); id != s2.id {
+		t.Fatalf("handshake id %q, session %q", id, s2.id)
+	}
+	if got := read(t, c2); got != "reset" {
+		t.Fatalf("after the handshake %q, want the reset notice", got)
 	}
 	if _, _, err := websocket.DefaultDialer.Dial(e.wsURL(hTrackingID, "bad id|x", hTransport, "websocket"), nil); err == nil {
 		t.Fatal("invalid tracking id accepted")

@@ -1,0 +1,409 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/outbox"
+	"github.com/fleetwire/fleetwire/internal/readings"
+)
+
+// Sessions across the nodes of a cluster.
+//
+// A client's session is kept where every node finds it (bus.Sessions): its
+// record (user, credentials, subscriptions) is saved whenever the
+// subscriptions change, and every delivery of messages is journaled before
+// the transport writes it, with the log positions of the changes the
+// messages carried and the position From the log must be read from to
+// find every change for the client that is not journaled yet.
+//
+// A node taking the session over (Hub.Restore) rebuilds the subscriptions
+// from the record, and reads the log from From: every change for the
+// client the journal does not show delivered is handled as if it had just
+// happened, in the order of the log; meanwhile the live changes wait
+// (they are read from the log too), and once the log is read to its end
+// the client carries on live. So a state subscriber gets every change of
+// the gap exactly once and in order; a batch subscriber gets the trackers
+// changed in the gap in its next batch, with their latest states.
+
+// errHandedOff refuses a delivery of a session that left this node.
+var errHandedOff = errors.New("events: session handed off to another node")
+
+// posKey names a subject of the log: a tracker's states or lifecycle, or
+// a user's logouts.
+type posKey struct {
+	kind bus.Kind
+	key  int64
+}
+
+func keyOf(m *bus.Message) posKey {
+	if m.Kind == bus.KindLogout {
+		return posKey{bus.KindLogout, m.UserID}
+	}
+	return posKey{m.Kind, m.TrackerID}
+}
+
+// posOf is the position of one change, kept only in a cluster.
+func (c *Client) posOf(kind bus.Kind, key int64, seq uint64) []bus.Pos {
+	if c.sess == nil || seq == 0 {
+		return nil
+	}
+	return []bus.Pos{{Kind: kind, Key: key, Seq: seq}}
+}
+
+func posAt(pos [][]bus.Pos, i int) []bus.Pos {
+	if i < len(pos) {
+		return pos[i]
+	}
+	return nil
+}
+
+// skipLive reports whether a live change is not for the client now: it is
+// closed or unbound, it is catching up (the change is replayed from the
+// log instead), or the change was replayed already. Callers hold c.mu.
+func (c *Client) skipLive(m *bus.Message) bool {
+	if c.closed || c.user == nil {
+		return true
+	}
+	if c.catching {
+		c.droppedMax = max(c.droppedMax, m.Seq)
+		return true
+	}
+	return m.Seq != 0 && m.Seq <= c.liveFrom
+}
+
+// from is the log position from which every change for the client not yet
+// journaled can be found: the oldest change behind a message still queued,
+// a pending batch or a merged state, and at most one past what the node
+// has received of the user's changes. Callers hold c.mu.
+func (c *Client) from() uint64 {
+	if c.user == nil {
+		return 0
+	}
+	low := c.hub.position(c.user.ID) + 1
+	c.out.Each(func(e outbox.Entry) {
+		if ps, ok := e.Meta.([]bus.Pos); ok {
+			for _, p := range ps {
+				low = min(low, p.Seq)
+			}
+		}
+	})
+	for _, b := range c.batches {
+		if b != nil && len(b.pending) > 0 && b.pendingFrom > 0 {
+			low = min(low, b.pendingFrom)
+		}
+	}
+	if len(c.lag) > 0 && c.lagFrom > 0 {
+		low = min(low, c.lagFrom)
+	}
+	if c.catching {
+		// Not caught up yet: the changes from the replay's start on.
+		low = min(low, c.rec.From)
+	}
+	return low
+}
+
+// Deliver journals messages first, first+1, … before the transport
+// writes them (atmosphere.Journal). On a single node it does nothing.
+func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
+	if c.sess == nil || len(msgs) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	if c.handedOff {
+		c.mu.Unlock()
+		return errHandedOff
+	}
+	e := &bus.JournalEntry{First: first, Count: len(msgs)}
+	for _, m := range msgs {
+		if ps, ok := m.Meta.([]bus.Pos); ok {
+			e.Pos = append(e.Pos, ps...)
+		}
+		if acked {
+			e.Msgs = append(e.Msgs, m.Data)
+		}
+	}
+	e.From = c.from()
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.sess.AppendJournal(ctx, c.id, e); err != nil {
+		mJournalFailed.Inc()
+		return fmt.Errorf("journal session: %w", err)
+	}
+	c.mu.Lock()
+	c.lastJournaled = max(c.lastJournaled, first+uint64(len(msgs))-1)
+	c.rec.From = e.From
+	c.mu.Unlock()
+	return nil
+}
+
+// record is the client's session record. Callers hold c.mu.
+func (c *Client) record() *bus.SessionRecord {
+	r := c.rec
+	r.ID, r.Node = c.id, c.hub.opts.Node
+	if c.user != nil {
+		r.UserID = c.user.ID
+	}
+	r.Hashes = append([]string(nil), c.hashes...)
+	r.State = maps.Clone(c.state)
+	r.Batches = nil
+	for _, b := range c.batches {
+		if b == nil {
+			continue
+		}
+		br := bus.BatchRecord{Type: batchType(b.kind), All: b.all, Compact: b.compact, Every: b.every,
+			SensorType: b.filter.SensorType, IncludeComponents: !b.filter.ExcludeComponents}
+		for id := range b.ids {
+			br.IDs = append(br.IDs, id)
+		}
+		r.Batches = append(r.Batches, br)
+	}
+	r.Last = c.lastJournaled
+	if r.From == 0 || !c.catching {
+		r.From = c.from()
+	}
+	r.Updated = c.hub.opts.Now()
+	return &r
+}
+
+func batchType(kind int) string {
+	switch kind {
+	case kindReadings:
+		return TypeReadingsBatch
+	case kindIoT:
+		return TypeIoTMonitor
+	}
+	return TypeStateBatch
+}
+
+// saveLocked stores the client's record, in a cluster. Callers hold c.mu.
+func (c *Client) saveLocked() {
+	if c.sess == nil || c.closed || c.id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.sess.SaveSession(ctx, c.record()); err != nil {
+		mSaveFailed.Inc()
+		c.hub.opts.Logger.Warn("events: save session", "session", shortID(c.id), "err", err)
+	}
+}
+
+// forget removes the record of a session that ended. Callers hold c.mu.
+func (c *Client) forget() {
+	if c.sess == nil || c.id == "" {
+		return
+	}
+	sess, id, log := c.sess, c.id, c.hub.opts.Logger
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := sess.DeleteSession(ctx, id); err != nil {
+			log.Warn("events: delete session", "session", shortID(id), "err", err)
+		}
+	}()
+}
+
+// Handoff releases the session on this node without ending it
+// (atmosphere.Handoffer): its record and journal stay for the node that
+// takes it over. On a single node it is Close.
+func (c *Client) Handoff() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil {
+		c.handedOff = true
+	}
+	c.closeLocked(CloseGoingAway, "session moved to another node")
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "…"
+	}
+	return id
+}
+
+// position is how far the node has received the user's changes.
+func (h *Hub) position(uid int64) uint64 {
+	if p, ok := h.dir.(Positioner); ok {
+		return p.Position(uid)
+	}
+	return 0
+}
+
+// Positioner is implemented by directories that tell how far the log's
+// changes about a user have reached them.
+type Positioner interface {
+	Position(userID int64) uint64
+}
+
+// Replayer is implemented by directories that read the log again.
+type Replayer interface {
+	Replay(ctx context.Context, userID int64, from uint64, fn func(*bus.Message) bool) (uint64, error)
+}
+
+// Restore takes over a session another node held: rec is its record,
+// journal its deliveries. The client is bound and subscribed as rec says,
+// and catches up from the log in the background.
+func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bus.JournalEntry) (*Client, error) {
+	c := h.open(rec.ID, rec.Addr, rec.Secret)
+	if rec.UserID == 0 {
+		return c, nil
+	}
+	var user *fleet.User
+	var valid []string
+	for _, hash := range rec.Hashes {
+		u, _, err := h.auth.Resolve(ctx, hash)
+		switch {
+		case err == nil && u.ID == rec.UserID:
+			user = u
+			valid = append(valid, hash)
+		case err != nil && !errors.Is(err, apierr.SessionNotFound) && !errors.Is(err, apierr.WrongHash):
+			c.Close()
+			return nil, fmt.Errorf("restore session: %w", err)
+		}
+	}
+	c.mu.Lock()
+	c.lastJournaled = rec.Last
+	c.rec.From = rec.From
+	for _, e := range journal {
+		c.lastJournaled = max(c.lastJournaled, e.First+uint64(e.Count)-1)
+	}
+	if len(journal) > 0 {
+		c.rec.From = journal[len(journal)-1].From
+	}
+	c.mu.Unlock()
+	if user == nil {
+		// Every credential it subscribed with ended while it moved.
+		c.mu.Lock()
+		c.user = &fleet.User{ID: rec.UserID}
+		c.loc, c.zone = time.UTC, "UTC"
+		c.takeLogout(nil, nil)
+		c.mu.Unlock()
+		return c, nil
+	}
+	if err := h.follow(ctx, user.ID); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("restore session: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.followed = true
+	c.user, c.loc = user, user.Location()
+	c.zone = c.loc.String()
+	c.hashes = valid
+	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
+	c.state = maps.Clone(rec.State)
+	now := h.opts.Now()
+	for _, br := range rec.Batches {
+		kind := batchKind(br.Type)
+		if kind < 0 {
+			continue
+		}
+		b := &batchSub{kind: kind, all: br.All, compact: br.Compact, every: c.rate(br.Every),
+			ids: map[int64]struct{}{}, pending: map[int64]struct{}{}, next: now}
+		for _, id := range br.IDs {
+			b.ids[id] = struct{}{}
+		}
+		if kind == kindReadings {
+			b.filter = readings.Filter{SensorType: br.SensorType, ExcludeComponents: !br.IncludeComponents}
+			b.lastSent = map[int64]time.Time{}
+		}
+		c.batches[kind] = b
+	}
+	c.delivered = map[posKey]uint64{}
+	for _, e := range journal {
+		for _, p := range e.Pos {
+			k := posKey{p.Kind, p.Key}
+			c.delivered[k] = max(c.delivered[k], p.Seq)
+		}
+	}
+	c.catching = true
+	c.reindex(before, hadState, hadBatch)
+	c.saveLocked()
+	go c.catchUp(c.rec.From)
+	mRestored.Inc()
+	return c, nil
+}
+
+// catchUp reads the user's changes from the log from from on and hands
+// them to the client, until it has read every change that reached it live
+// meanwhile; then the client carries on live.
+func (c *Client) catchUp(from uint64) {
+	rp, ok := c.hub.dir.(Replayer)
+	c.mu.Lock()
+	uid := c.user.ID
+	c.mu.Unlock()
+	last := from - min(from, 1)
+	for attempt := 0; ; attempt++ {
+		if ok && from > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err := rp.Replay(ctx, uid, from, func(m *bus.Message) bool {
+				last = max(last, m.Seq)
+				return c.replay(m)
+			})
+			cancel()
+			if err != nil {
+				c.hub.opts.Logger.Warn("events: catch up session", "session", shortID(c.id), "from", from, "err", err)
+				time.Sleep(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second))
+				c.mu.Lock()
+				gone := c.closed
+				c.mu.Unlock()
+				if gone {
+					return
+				}
+				continue
+			}
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		if !ok || from == 0 || last >= c.droppedMax {
+			c.catching = false
+			c.liveFrom = max(last, c.droppedMax)
+			c.delivered = nil
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		from = last + 1
+	}
+}
+
+// replay hands one change read from the log to the client, unless the
+// journal shows it delivered. It reports whether to read on.
+func (c *Client) replay(m *bus.Message) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.delivered[keyOf(m)] >= m.Seq {
+		return true
+	}
+	switch m.Kind {
+	case bus.KindState:
+		if m.State == nil {
+			return true
+		}
+		t, ok := c.hub.dir.Tracker(m.TrackerID)
+		if !ok || t.Blocked || t.UserID != c.user.ID {
+			return true
+		}
+		c.takeState(m, &stateEncoder{s: m.State, now: c.hub.opts.Now()})
+	case bus.KindLifecycle:
+		c.takeLifecycle(m, encodeLifecycle(m.SourceID, m.Lifecycle))
+	case bus.KindLogout:
+		c.takeLogout(m, m.Hashes)
+	}
+	return !c.closed
+}
