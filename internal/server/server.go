@@ -126,14 +126,14 @@ type Server struct {
 	osmand *http.Server
 	ngp    *http.Server
 
-	broker   *broker.Broker
-	mqttSub  *mqtt.Subscriber
+	broker  *broker.Broker
+	mqttSub *mqtt.Subscriber
 	// cluster is the JetStream bus of a cluster node, nil on a single node.
 	cluster     *jetstream.Bus
 	storeWriter *jetstream.StoreWriter
 	stopServe   func() // stops answering other nodes' session requests
-	bridge   *bridge.Bridge
-	commands *commands.Commander
+	bridge      *bridge.Bridge
+	commands    *commands.Commander
 
 	ln, osmandLn, ngpLn net.Listener
 	ready               chan struct{}

@@ -86,18 +86,18 @@ func (b *Bus) Sessions(ctx context.Context, opts SessionsOptions) (*Sessions, er
 const recordVersion = 1
 
 type wireSession struct {
-	V         int             `json:"v"`
-	ID        string          `json:"id"`
-	Node      string          `json:"node,omitempty"`
-	Addr      string          `json:"addr,omitempty"`
-	Secret    string          `json:"secret,omitempty"`
-	UserID    int64           `json:"user_id,omitempty"`
-	Hashes    []string        `json:"hashes,omitempty"`
-	State     map[int64]bool  `json:"state,omitempty"`
-	Batches   []wireBatch     `json:"batches,omitempty"`
-	Last      uint64          `json:"last,omitempty"`
-	From      uint64          `json:"from,omitempty"`
-	Updated   time.Time       `json:"updated"`
+	V       int            `json:"v"`
+	ID      string         `json:"id"`
+	Node    string         `json:"node,omitempty"`
+	Addr    string         `json:"addr,omitempty"`
+	Secret  string         `json:"secret,omitempty"`
+	UserID  int64          `json:"user_id,omitempty"`
+	Hashes  []string       `json:"hashes,omitempty"`
+	State   map[int64]bool `json:"state,omitempty"`
+	Batches []wireBatch    `json:"batches,omitempty"`
+	Last    uint64         `json:"last,omitempty"`
+	From    uint64         `json:"from,omitempty"`
+	Updated time.Time      `json:"updated"`
 }
 
 type wireBatch struct {

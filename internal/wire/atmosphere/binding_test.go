@@ -17,7 +17,9 @@ import (
 // server on 127.0.0.1).
 func from(local string) (*http.Client, *websocket.Dialer) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) { return d.DialContext(ctx, network, addr) }
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
 	return &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 10 * time.Second},
 		&websocket.Dialer{NetDialContext: dial, HandshakeTimeout: 5 * time.Second}
 }
