@@ -1,6 +1,8 @@
 // Package store persists users, sessions, API keys, trackers and the last
-// known state of each tracker. Store is the interface; store_sqlite.go is the
-// embedded default and store_postgres.go the scale-out backend.
+// known state of each tracker. It holds the Store interface, its errors and
+// the state document codec, and links no database driver: the backends are
+// store/sqlite (the embedded default) and store/postgres (scale-out), both
+// over the shared SQL code in store/sqlstore; store/open picks one from a DSN.
 package store
 
 import (
