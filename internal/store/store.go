@@ -59,9 +59,10 @@ type Store interface {
 	// DeleteTracker marks a tracker deleted (corrupted); its device id is freed.
 	DeleteTracker(ctx context.Context, id int64) error
 
-	// SaveStates upserts the last known state of each tracker in states.
+	// SaveStates upserts the last known state of each tracker in states,
+	// all or none. A state never replaces a stored one with a higher Seq.
 	SaveStates(ctx context.Context, states []*fleet.State) error
-	// States returns every saved state.
+	// States returns every saved state, Seq included.
 	States(ctx context.Context) ([]*fleet.State, error)
 
 	// Close releases the store.

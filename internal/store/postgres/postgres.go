@@ -70,6 +70,9 @@ CREATE TABLE states (
 	state      json   NOT NULL
 );
 `,
+	// 2: the bus sequence number of each state, so an older state never
+	// replaces a newer one.
+	`ALTER TABLE states ADD COLUMN seq bigint NOT NULL DEFAULT 0;`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers
@@ -102,6 +105,12 @@ type Store struct {
 // settings such as pool_max_conns and runtime parameters such as
 // search_path are honoured) and brings the schema up to date.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	return open(ctx, dsn, dialect)
+}
+
+// open is Open with the dialect, so tests can make databases of an older
+// schema version.
+func open(ctx context.Context, dsn string, d *sqlstore.Dialect) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// The error text may quote the DSN, password included; keep it out.
@@ -116,7 +125,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	s, err := sqlstore.New(ctx, dialect, db, db)
+	s, err := sqlstore.New(ctx, d, db, db)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres: %w", err)

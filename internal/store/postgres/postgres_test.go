@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/fleetwire/fleetwire/internal/store"
 	"github.com/fleetwire/fleetwire/internal/store/postgres/pgtest"
 	"github.com/fleetwire/fleetwire/internal/store/storetest"
@@ -26,6 +28,35 @@ func TestContract(t *testing.T) {
 	t.Parallel()
 	pgtest.Skip(t)
 	storetest.Run(t, openTest)
+}
+
+// TestUpgrade opens a schema made at schema version 1.
+func TestUpgrade(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.SchemaDSN(t)
+	storetest.RunUpgrade(t, func(t *testing.T, version int) store.Store {
+		d := dialect
+		if version > 0 {
+			c := *dialect
+			c.Migrations = migrations[:version]
+			d = &c
+		}
+		st, err := open(t.Context(), dsn, d)
+		if err != nil {
+			t.Fatalf("open at version %d: %v", version, err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}, func(t *testing.T, trackerID int64, doc string) {
+		c, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(t.Context())
+		if _, err := c.Exec(t.Context(), `INSERT INTO states (tracker_id, state) VALUES ($1, $2)`, trackerID, doc); err != nil {
+			t.Fatalf("save state at version 1: %v", err)
+		}
+	})
 }
 
 // TestReopen covers re-running migrations on an up-to-date schema, by two

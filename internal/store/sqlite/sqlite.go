@@ -69,6 +69,9 @@ CREATE TABLE states (
 	state      TEXT    NOT NULL
 ) STRICT;
 `,
+	// 2: the bus sequence number of each state, so an older state never
+	// replaces a newer one.
+	`ALTER TABLE states ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // firstSourceID is the source id of the first tracker; later trackers count
@@ -96,6 +99,12 @@ const busyTimeout = 10 * time.Second
 // Open opens (creating if needed) the database file at path and brings its
 // schema up to date. path ":memory:" opens a private in-memory database.
 func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
+	return open(ctx, path, dialect)
+}
+
+// open is Open with the dialect, so tests can make databases of an older
+// schema version.
+func open(ctx context.Context, path string, d *sqlstore.Dialect) (*sqlstore.Store, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite: empty path")
 	}
@@ -118,7 +127,7 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		r.SetMaxOpenConns(n)
 		r.SetMaxIdleConns(n)
 	}
-	s, err := sqlstore.New(ctx, dialect, w, r)
+	s, err := sqlstore.New(ctx, d, w, r)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}

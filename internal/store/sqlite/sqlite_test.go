@@ -28,6 +28,31 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, openTest)
 }
 
+// TestUpgrade opens a database file made at schema version 1.
+func TestUpgrade(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	storetest.RunUpgrade(t, func(t *testing.T, version int) store.Store {
+		d := dialect
+		if version > 0 {
+			c := *dialect
+			c.Migrations = migrations[:version]
+			d = &c
+		}
+		st, err := open(t.Context(), path, d)
+		if err != nil {
+			t.Fatalf("open at version %d: %v", version, err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}, func(t *testing.T, trackerID int64, doc string) {
+		if _, err := rawDB(t, "file:"+path).ExecContext(t.Context(),
+			`INSERT INTO states (tracker_id, state) VALUES (?, ?)`, trackerID, doc); err != nil {
+			t.Fatalf("save state at version 1: %v", err)
+		}
+	})
+}
+
 // rawDB opens a database by its driver name, beside the store.
 func rawDB(t *testing.T, name string) *sql.DB {
 	t.Helper()

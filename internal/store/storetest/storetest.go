@@ -33,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Trackers", testTrackers},
 		{"CreateTrackersConcurrently", testCreateTrackersConcurrently},
 		{"States", testStates},
+		{"StateSeq", testStateSeq},
+		{"ManyStates", testManyStates},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -505,6 +507,7 @@ func FullState(trackerID, sourceID int64) *fleet.State {
 		OutputsUpdate:     at(8),
 		ActualTrackUpdate: at(9),
 		IngestedAt:        at(10),
+		Seq:               1 << 40,
 		Additional: map[string]fleet.Additional{
 			"temperature":  {Value: "21.5", Updated: at(11)},
 			"odd\u0000key": {Value: "nul \u0000 and ünïcødé", Updated: at(12)},
@@ -563,8 +566,8 @@ func testStates(t *testing.T, st store.Store) {
 	}
 
 	// Upsert replaces; within one batch the later state of a tracker wins.
-	first := &fleet.State{TrackerID: t1.ID, SourceID: t1.SourceID, ConnectionStatus: fleet.Idle}
-	second := &fleet.State{TrackerID: t1.ID, SourceID: t1.SourceID, ConnectionStatus: fleet.Offline, BatteryLevel: ptr(5)}
+	first := &fleet.State{TrackerID: t1.ID, SourceID: t1.SourceID, ConnectionStatus: fleet.Idle, Seq: full.Seq + 1}
+	second := &fleet.State{TrackerID: t1.ID, SourceID: t1.SourceID, ConnectionStatus: fleet.Offline, BatteryLevel: ptr(5), Seq: full.Seq + 1}
 	third := &fleet.State{TrackerID: t3.ID, SourceID: t3.SourceID, MovementStatus: fleet.Parked}
 	if err := st.SaveStates(ctx, []*fleet.State{first, third, second}); err != nil {
 		t.Fatalf("SaveStates: %v", err)
@@ -588,5 +591,146 @@ func testStates(t *testing.T, st store.Store) {
 
 	if err := st.SaveStates(ctx, nil); err != nil {
 		t.Fatalf("SaveStates(nil): %v", err)
+	}
+}
+
+// testStateSeq: a stored state is replaced by one with the same or a higher
+// Seq, never by an older one, in separate batches and within one.
+func testStateSeq(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	u := MustUser(t, st, "alice")
+	t1 := MustTracker(t, st, u.ID, "dev-1")
+	t2 := MustTracker(t, st, u.ID, "dev-2")
+	state := func(tr *fleet.Tracker, seq uint64, battery int) *fleet.State {
+		return &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, BatteryLevel: ptr(battery), Seq: seq}
+	}
+	// want checks what States returns for t1 and t2.
+	want := func(what string, w1, w2 *fleet.State) {
+		t.Helper()
+		got, err := st.States(ctx)
+		if err != nil {
+			t.Fatalf("%s: States: %v", what, err)
+		}
+		if len(got) != 2 || !reflect.DeepEqual(got[0], w1) || !reflect.DeepEqual(got[1], w2) {
+			var desc []string
+			for _, x := range append(got, w1, w2) {
+				desc = append(desc, fmt.Sprintf("{seq %d battery %d}", x.Seq, *x.BatteryLevel))
+			}
+			t.Fatalf("%s: States = %v, want the last two", what, desc)
+		}
+	}
+	save := func(states ...*fleet.State) {
+		t.Helper()
+		if err := st.SaveStates(ctx, states); err != nil {
+			t.Fatalf("SaveStates: %v", err)
+		}
+	}
+
+	// Seq 0 (never published) over seq 0 replaces.
+	a, b := state(t1, 0, 1), state(t2, 0, 1)
+	save(a, b)
+	want("first save", a, b)
+	a, b = state(t1, 0, 2), state(t2, 5, 2)
+	save(a, b)
+	want("seq 0 over 0 and 5 over 0", a, b)
+
+	// Older does not overwrite, and does not fail the batch for others.
+	older, newer := state(t2, 4, 3), state(t1, 1, 3)
+	save(older, newer)
+	want("4 over 5", newer, b)
+	save(state(t2, 0, 4))
+	want("0 over 5", newer, b)
+
+	// Equal and newer do.
+	b = state(t2, 5, 5)
+	save(b)
+	want("5 over 5", newer, b)
+	b = state(t2, 1<<62, 6)
+	save(b)
+	want("2^62 over 5", newer, b)
+
+	// Within one batch the state with the highest Seq wins; of equal ones,
+	// the later.
+	a = state(t1, 9, 7)
+	save(a, state(t1, 8, 8), state(t1, 2, 9))
+	want("9, 8, 2 in one batch", a, b)
+	a = state(t1, 10, 11)
+	save(state(t1, 10, 10), a)
+	want("10, 10 in one batch", a, b)
+
+	// A Seq the database cannot hold is refused, and nothing is saved.
+	if err := st.SaveStates(ctx, []*fleet.State{state(t1, 11, 12), state(t2, 1<<63, 12)}); err == nil {
+		t.Fatal("SaveStates with seq 2^63 succeeded")
+	}
+	want("refused batch", a, b)
+}
+
+// testManyStates: a batch larger than one statement carries is saved whole
+// or not at all.
+func testManyStates(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	u := MustUser(t, st, "alice")
+	const n = 501 // one more than an INSERT of sqlstore carries
+	states := make([]*fleet.State, n)
+	for i := range states {
+		tr := MustTracker(t, st, u.ID, fmt.Sprintf("dev-%d", i))
+		states[i] = &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, BatteryLevel: ptr(i % 100), Seq: uint64(i)}
+	}
+	unknown := &fleet.State{TrackerID: states[n-1].TrackerID + 1000}
+	err := st.SaveStates(ctx, append(states[:n:n], unknown))
+	wantErr(t, "state of unknown tracker at the end of a large batch", err, store.ErrNotFound)
+	if got, err := st.States(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("failed large batch was partly saved: %d states, %v", len(got), err)
+	}
+	if err := st.SaveStates(ctx, states); err != nil {
+		t.Fatalf("SaveStates of %d: %v", n, err)
+	}
+	got, err := st.States(ctx)
+	if err != nil {
+		t.Fatalf("States: %v", err)
+	}
+	if !reflect.DeepEqual(got, states) {
+		t.Fatalf("States returned %d states, not the %d saved", len(got), n)
+	}
+}
+
+// RunUpgrade shows that a database made by an older schema version keeps
+// its data when the current one opens it. openAt(t, v) opens the same
+// database at schema version v (0: the current one); saveV1 writes a state
+// document the way schema version 1 holds it, with no Seq. Such a state
+// comes back with Seq 0, and any state replaces it.
+func RunUpgrade(t *testing.T, openAt func(t *testing.T, version int) store.Store, saveV1 func(t *testing.T, trackerID int64, doc string)) {
+	ctx := t.Context()
+	old := openAt(t, 1)
+	u := MustUser(t, old, "alice")
+	tr := MustTracker(t, old, u.ID, "dev-1")
+	if err := old.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	full := FullState(tr.ID, tr.SourceID)
+	full.Seq = 0
+	doc, err := store.EncodeState(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveV1(t, tr.ID, string(doc))
+
+	st := openAt(t, 0)
+	if got, err := st.UserByLogin(ctx, "alice"); err != nil || !reflect.DeepEqual(got, u) {
+		t.Fatalf("user after upgrade = %+v, %v; want %+v", got, err, u)
+	}
+	if got, err := st.Tracker(ctx, tr.ID); err != nil || !reflect.DeepEqual(got, tr) {
+		t.Fatalf("tracker after upgrade = %+v, %v; want %+v", got, err, tr)
+	}
+	states, err := st.States(ctx)
+	if err != nil || len(states) != 1 || !reflect.DeepEqual(states[0], InUTC(full)) {
+		t.Fatalf("states after upgrade = %+v, %v", states, err)
+	}
+	next := &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, Seq: 1}
+	if err := st.SaveStates(ctx, []*fleet.State{next}); err != nil {
+		t.Fatalf("SaveStates after upgrade: %v", err)
+	}
+	if states, err := st.States(ctx); err != nil || len(states) != 1 || !reflect.DeepEqual(states[0], next) {
+		t.Fatalf("states after saving over the upgraded one = %+v, %v", states, err)
 	}
 }
