@@ -9,44 +9,26 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/store"
 	"github.com/fleetwire/fleetwire/internal/store/postgres/pgtest"
+	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
 	"github.com/fleetwire/fleetwire/internal/store/storetest"
 )
-
-func openTest(t *testing.T) store.Store {
-	t.Helper()
-	dsn := pgtest.SchemaDSN(t)
-	st, err := Open(t.Context(), dsn)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	// Registered after the schema cleanup, so it runs before it.
-	t.Cleanup(func() { st.Close() })
-	return st
-}
 
 func TestContract(t *testing.T) {
 	t.Parallel()
 	pgtest.Skip(t)
-	storetest.Run(t, openTest)
+	// Run closes each store before the schema's cleanup, registered first,
+	// drops it.
+	storetest.Run(t, func(t *testing.T) (store.Store, error) {
+		return Open(t.Context(), pgtest.SchemaDSN(t))
+	})
 }
 
 // TestUpgrade opens a schema made at schema version 1.
 func TestUpgrade(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.SchemaDSN(t)
-	storetest.RunUpgrade(t, func(t *testing.T, version int) store.Store {
-		d := dialect
-		if version > 0 {
-			c := *dialect
-			c.Migrations = migrations[:version]
-			d = &c
-		}
-		st, err := open(t.Context(), dsn, d)
-		if err != nil {
-			t.Fatalf("open at version %d: %v", version, err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+	storetest.RunUpgrade(t, dialect, func(d *sqlstore.Dialect) (store.Store, error) {
+		return open(t.Context(), dsn, d)
 	}, func(t *testing.T, trackerID int64, doc string) {
 		c, err := pgx.Connect(t.Context(), dsn)
 		if err != nil {

@@ -10,41 +10,23 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
 	"github.com/fleetwire/fleetwire/internal/store/storetest"
 )
 
-func openTest(t *testing.T) store.Store {
-	t.Helper()
-	st, err := Open(t.Context(), filepath.Join(t.TempDir(), "fleetwire.db"))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func TestContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, openTest)
+	storetest.Run(t, func(t *testing.T) (store.Store, error) {
+		return Open(t.Context(), filepath.Join(t.TempDir(), "fleetwire.db"))
+	})
 }
 
 // TestUpgrade opens a database file made at schema version 1.
 func TestUpgrade(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "fleet.db")
-	storetest.RunUpgrade(t, func(t *testing.T, version int) store.Store {
-		d := dialect
-		if version > 0 {
-			c := *dialect
-			c.Migrations = migrations[:version]
-			d = &c
-		}
-		st, err := open(t.Context(), path, d)
-		if err != nil {
-			t.Fatalf("open at version %d: %v", version, err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+	storetest.RunUpgrade(t, dialect, func(d *sqlstore.Dialect) (store.Store, error) {
+		return open(t.Context(), path, d)
 	}, func(t *testing.T, trackerID int64, doc string) {
 		if _, err := rawDB(t, "file:"+path).ExecContext(t.Context(),
 			`INSERT INTO states (tracker_id, state) VALUES (?, ?)`, trackerID, doc); err != nil {

@@ -14,14 +14,15 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
 )
 
 // FirstSourceID is the source id every backend gives its first tracker.
 const FirstSourceID = 100001
 
 // Run runs the contract as parallel subtests of t, each on a fresh store
-// from open, which also arranges for the store to be closed.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// from open, closed when the subtest ends.
+func Run(t *testing.T, open func(t *testing.T) (store.Store, error)) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, st store.Store)
@@ -38,7 +39,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tc.fn(t, open(t))
+			st, err := open(t)
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			t.Cleanup(func() { st.Close() })
+			tc.fn(t, st)
 		})
 	}
 }
@@ -694,12 +700,22 @@ func testManyStates(t *testing.T, st store.Store) {
 	}
 }
 
-// RunUpgrade shows that a database made by an older schema version keeps
-// its data when the current one opens it. openAt(t, v) opens the same
-// database at schema version v (0: the current one); saveV1 writes a state
-// document the way schema version 1 holds it, with no Seq. Such a state
-// comes back with Seq 0, and any state replaces it.
-func RunUpgrade(t *testing.T, openAt func(t *testing.T, version int) store.Store, saveV1 func(t *testing.T, trackerID int64, doc string)) {
+// RunUpgrade shows that a database made by schema version 1 of d keeps
+// its data when d opens it: open opens the same database with a dialect,
+// and saveV1 writes a state document the way version 1 holds it, with no
+// Seq. Such a state comes back with Seq 0, and any state replaces it.
+func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect) (store.Store, error), saveV1 func(t *testing.T, trackerID int64, doc string)) {
+	openAt := func(t *testing.T, version int) store.Store {
+		t.Helper()
+		at := *d
+		at.Migrations = d.Migrations[:version]
+		st, err := open(&at)
+		if err != nil {
+			t.Fatalf("open at schema version %d: %v", version, err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
 	ctx := t.Context()
 	old := openAt(t, 1)
 	u := MustUser(t, old, "alice")
@@ -715,7 +731,7 @@ func RunUpgrade(t *testing.T, openAt func(t *testing.T, version int) store.Store
 	}
 	saveV1(t, tr.ID, string(doc))
 
-	st := openAt(t, 0)
+	st := openAt(t, len(d.Migrations))
 	if got, err := st.UserByLogin(ctx, "alice"); err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("user after upgrade = %+v, %v; want %+v", got, err, u)
 	}
