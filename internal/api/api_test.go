@@ -22,7 +22,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 const testAdminKey = "s3cret-admin-key"
@@ -44,7 +44,7 @@ type env struct {
 func newEnv(t *testing.T, adminKey string) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "api.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "api.db"))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // clock is a settable Options.Now.
@@ -52,7 +53,7 @@ func (r *recorder) take() []bus.Message {
 
 type env struct {
 	svc   *Service
-	st    *store.SQLite
+	st    store.Store
 	bus   *bus.Memory
 	clock *clock
 	rec   *recorder
@@ -60,7 +61,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "auth.db"))
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "auth.db"))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -619,7 +620,7 @@ func BenchmarkResolve(b *testing.B) {
 		cacheTTL time.Duration
 	}{{"cached", 0}, {"store", -1}} {
 		b.Run(tc.name, func(b *testing.B) {
-			st, err := store.OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+			st, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // The services the server wires in satisfy the bridge's interfaces,
@@ -113,7 +114,7 @@ func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 	needTool(t, "mosquitto_sub")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,13 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 func newRegistry(t *testing.T) (*state.Registry, *bus.Memory, int64) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "demo.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "demo.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // fixture is a hub over a real store, auth service and registry.
@@ -34,7 +34,7 @@ func newFixture(t testing.TB, opts Options) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
+	storeopen "github.com/fleetwire/fleetwire/internal/store/open"
 	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
 	"github.com/fleetwire/fleetwire/web"
 )
@@ -161,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		dsn = filepath.Join(dir, "fleetwire.db")
 	}
-	st, err := store.Open(ctx, dsn)
+	st, err := storeopen.Open(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // BenchmarkApply measures one fix applied to one of 10,000 trackers and
@@ -18,7 +18,7 @@ import (
 // as in the server).
 func BenchmarkApply(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // clock is a settable time source.
@@ -75,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "state.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"encoding/json"
@@ -6,13 +6,15 @@ import (
 	"testing"
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/storetest"
 )
 
 // TestStateDocumentForm pins the on-disk shape: explicit keys, UTC
 // RFC 3339 times with nanoseconds, zero times and nil values left out.
 func TestStateDocumentForm(t *testing.T) {
-	s := fullState(7, 100007)
-	b, err := EncodeState(s)
+	s := storetest.FullState(7, 100007)
+	b, err := store.EncodeState(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func TestStateDocumentForm(t *testing.T) {
 		t.Fatalf("gps.location = %v", loc)
 	}
 
-	bare, err := EncodeState(&fleet.State{TrackerID: 1, SourceID: 100001})
+	bare, err := store.EncodeState(&fleet.State{TrackerID: 1, SourceID: 100001})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,21 +50,21 @@ func TestDecodeStateRejects(t *testing.T) {
 		``, `null`, `[]`, `{"v":2}`, `{}`, `{"v":1,"last_update":"yesterday"}`,
 		`{"v":1,"gps":{"location":{"lat":"x"}}}`, `{"v":1,"inputs":[1]}`,
 	} {
-		if s, err := DecodeState(1, []byte(doc)); err == nil {
+		if s, err := store.DecodeState(1, []byte(doc)); err == nil {
 			t.Errorf("DecodeState(%q) = %+v, want an error", doc, s)
 		}
 	}
 	// Unknown keys from a newer writer are ignored; null times are zero.
-	s, err := DecodeState(3, []byte(`{"v":1,"source_id":9,"future":{"x":1},"last_update":null}`))
+	s, err := store.DecodeState(3, []byte(`{"v":1,"source_id":9,"future":{"x":1},"last_update":null}`))
 	if err != nil || s.TrackerID != 3 || s.SourceID != 9 || !s.LastUpdate.IsZero() {
-		t.Fatalf("decodeState with unknown keys = %+v, %v", s, err)
+		t.Fatalf("DecodeState with unknown keys = %+v, %v", s, err)
 	}
 }
 
 // FuzzDecodeState: no document panics the decoder, and whatever decodes
 // re-encodes to a document that decodes to the same state.
 func FuzzDecodeState(f *testing.F) {
-	full, err := EncodeState(fullState(1, 100001))
+	full, err := store.EncodeState(storetest.FullState(1, 100001))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -71,15 +73,15 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add([]byte(`{"v":1,"gsm":{"updated":"2026-01-02T03:04:05+07:00"},"additional":{"a":{"value":"1"}}}`))
 	f.Add([]byte(`{"v":1,"gps":{"location":null,"speed":-1},"inputs":[],"outputs":[true]}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		s, err := DecodeState(42, doc)
+		s, err := store.DecodeState(42, doc)
 		if err != nil {
 			return
 		}
-		again, err := EncodeState(s)
+		again, err := store.EncodeState(s)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		s2, err := DecodeState(42, again)
+		s2, err := store.DecodeState(42, again)
 		if err != nil {
 			t.Fatalf("decode of re-encoded %s: %v", again, err)
 		}

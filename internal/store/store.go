@@ -1,6 +1,8 @@
 // Package store persists users, sessions, API keys, trackers and the last
-// known state of each tracker. Store is the interface; store_sqlite.go is the
-// embedded default and store_postgres.go the scale-out backend.
+// known state of each tracker. It holds the Store interface, its errors and
+// the state document codec, and links no database driver: the backends are
+// store/sqlite (the embedded default) and store/postgres (scale-out), both
+// over the shared SQL code in store/sqlstore; store/open picks one from a DSN.
 package store
 
 import (
@@ -57,9 +59,10 @@ type Store interface {
 	// DeleteTracker marks a tracker deleted (corrupted); its device id is freed.
 	DeleteTracker(ctx context.Context, id int64) error
 
-	// SaveStates upserts the last known state of each tracker in states.
+	// SaveStates upserts the last known state of each tracker in states,
+	// all or none. A state never replaces a stored one with a higher Seq.
 	SaveStates(ctx context.Context, states []*fleet.State) error
-	// States returns every saved state.
+	// States returns every saved state, Seq included.
 	States(ctx context.Context) ([]*fleet.State, error)
 
 	// Close releases the store.

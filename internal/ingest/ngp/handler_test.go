@@ -19,7 +19,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -36,7 +36,7 @@ func newFixture(t *testing.T, h2c bool) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "fw.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
 )
 
 // The counters are process-wide, so tests that read them do not run in
@@ -48,7 +48,7 @@ func (e *env) states() []*fleet.State {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,174 @@
+package sqlite
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
+	"github.com/fleetwire/fleetwire/internal/store/storetest"
+)
+
+func TestContract(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) (store.Store, error) {
+		return Open(t.Context(), filepath.Join(t.TempDir(), "fleetwire.db"))
+	})
+}
+
+// TestUpgrade opens a database file made at schema version 1.
+func TestUpgrade(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	storetest.RunUpgrade(t, dialect, func(d *sqlstore.Dialect) (store.Store, error) {
+		return open(t.Context(), path, d)
+	}, func(t *testing.T, trackerID int64, doc string) {
+		if _, err := rawDB(t, "file:"+path).ExecContext(t.Context(),
+			`INSERT INTO states (tracker_id, state) VALUES (?, ?)`, trackerID, doc); err != nil {
+			t.Fatalf("save state at version 1: %v", err)
+		}
+	})
+}
+
+// rawDB opens a database by its driver name, beside the store.
+func rawDB(t *testing.T, name string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestReopen shows that data, including states, survives closing and
+// reopening the file, that migrations are not applied twice, and that odd
+// characters in the path are not read as URI syntax.
+func TestReopen(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sub dir", "fleet?#%.db")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	u := storetest.MustUser(t, st, "alice")
+	tr := storetest.MustTracker(t, st, u.ID, "dev-1")
+	full := storetest.FullState(tr.ID, tr.SourceID)
+	if err := st.SaveStates(ctx, []*fleet.State{full}); err != nil {
+		t.Fatalf("SaveStates: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database file not at the given path: %v", err)
+	}
+
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	v, err := s2.SchemaVersion(ctx)
+	if err != nil || v != len(migrations) {
+		t.Fatalf("SchemaVersion = %d, %v", v, err)
+	}
+	// The file itself is in WAL mode, and the readers' connections have the
+	// settings Open gives them.
+	var mode string
+	if err := rawDB(t, "file:"+escapePath(path)).QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v", mode, err)
+	}
+	_, reader := dsns(path)
+	db := rawDB(t, reader)
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(migrations) {
+		t.Fatalf("schema_migrations rows = %d, %v", rows, err)
+	}
+	var fk int
+	if err := db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Fatalf("foreign_keys = %d, %v", fk, err)
+	}
+	var busy int
+	if err := db.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&busy); err != nil || busy != int(busyTimeout.Milliseconds()) {
+		t.Fatalf("busy_timeout = %d, %v", busy, err)
+	}
+	states, err := s2.States(ctx)
+	if err != nil {
+		t.Fatalf("States: %v", err)
+	}
+	if len(states) != 1 || !reflect.DeepEqual(states[0], storetest.InUTC(full)) {
+		t.Fatalf("state after reopen = %+v", states)
+	}
+	if got, err := s2.UserByLogin(ctx, "alice"); err != nil || got.ID != u.ID {
+		t.Fatalf("user after reopen = %+v, %v", got, err)
+	}
+	// Source ids continue after reopen.
+	if t2 := storetest.MustTracker(t, s2, u.ID, "dev-2"); t2.SourceID != tr.SourceID+1 {
+		t.Fatalf("source id after reopen = %d, want %d", t2.SourceID, tr.SourceID+1)
+	}
+}
+
+// TestNewerSchema: a binary refuses a database migrated by a newer one.
+func TestNewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := rawDB(t, "file:"+path).ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("Open on a newer schema: %v", err)
+	}
+}
+
+func TestMemory(t *testing.T) {
+	t.Parallel()
+	st, err := Open(t.Context(), ":memory:")
+	if err != nil {
+		t.Fatalf("Open(:memory:): %v", err)
+	}
+	defer st.Close()
+	u := storetest.MustUser(t, st, "alice")
+	if got, err := st.User(t.Context(), u.ID); err != nil || got.Login != "alice" {
+		t.Fatalf("User = %+v, %v", got, err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	if _, err := Open(ctx, ""); err == nil {
+		t.Fatal(`Open("") succeeded`)
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing", "dir", "x.db")); err == nil {
+		t.Fatal("Open in a missing directory succeeded")
+	}
+}
+
+// BenchmarkSaveStates measures one flush of 1000 full states.
+func BenchmarkSaveStates(b *testing.B) {
+	st, err := Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchSaveStates(b, st)
+}
