@@ -1,31 +1,30 @@
 package metrics
 
 import (
-	"runtime"
-	"runtime/metrics"
-	"sync"
-	"time"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-var runtimeOnce sync.Once
-
-// RegisterRuntime adds Go runtime gauges to r: goroutines, heap in use and
-// process uptime. It registers them once per process.
+// RegisterRuntime adds client_golang's Go collector (go_goroutines,
+// go_memstats_heap_inuse_bytes, go_gc_duration_seconds, …) and process
+// collector (process_cpu_seconds_total, process_resident_memory_bytes,
+// process_start_time_seconds, …) to r. Calling it again is a no-op.
 func RegisterRuntime(r *Registry) {
-	runtimeOnce.Do(func() {
-		start := time.Now()
-		r.NewGaugeFunc("go_goroutines", "Number of goroutines.", "", func() float64 { return float64(runtime.NumGoroutine()) })
-		r.NewGaugeFunc("go_memstats_heap_inuse_bytes", "Bytes in in-use heap spans.", "", func() float64 {
-			s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
-			metrics.Read(s)
-			var n float64
-			for _, x := range s {
-				if x.Value.Kind() == metrics.KindUint64 {
-					n += float64(x.Value.Uint64())
-				}
-			}
-			return n
-		})
-		r.NewGaugeFunc("process_uptime_seconds", "Seconds since the process started serving metrics.", "", func() float64 { return time.Since(start).Seconds() })
-	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runtime {
+		return
+	}
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := r.prom().Register(c); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+			panic(fmt.Errorf("metrics: register runtime collector: %w", err))
+		}
+	}
+	r.runtime = true
 }
