@@ -40,8 +40,8 @@ func echoServer(t *testing.T, u *Upgrader) (*httptest.Server, chan error) {
 }
 
 // Frame builders for the table: client frames, masked.
-func fr(op Opcode, p string) wire     { return wire{b: frameBytes(true, 0, op, []byte(p), true)} }
-func frag(op Opcode, p string) wire   { return wire{b: frameBytes(false, 0, op, []byte(p), true)} }
+func fr(op Opcode, p string) wire   { return wire{b: frameBytes(true, 0, op, []byte(p), true)} }
+func frag(op Opcode, p string) wire { return wire{b: frameBytes(false, 0, op, []byte(p), true)} }
 func rsv(r byte, op Opcode, p string) wire {
 	return wire{b: frameBytes(true, r, op, []byte(p), true)}
 }
@@ -270,6 +270,12 @@ func runCase(t *testing.T, srv *httptest.Server, errs chan error, tc abCase, lin
 	if c.resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake status %d", c.resp.StatusCode)
 	}
+	runCaseOn(t, c, errs, tc)
+}
+
+// runCaseOn runs a case on a connected client.
+func runCaseOn(t *testing.T, c *rawClient, errs chan error, tc abCase) {
+	t.Helper()
 	for _, w := range tc.send {
 		c.send(w)
 	}

@@ -236,3 +236,5 @@ func deflateMessage(fw *flate.Writer, buf *bytes.Buffer, p []byte) []byte {
 	out := bytes.Clone(buf.Bytes())
 	return out[:len(out)-4]
 }
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
