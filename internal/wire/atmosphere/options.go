@@ -3,6 +3,8 @@ package atmosphere
 import (
 	"log/slog"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Options configure a Server. Zero values take the defaults.
@@ -25,6 +27,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds every write to a client (default 10s).
 	WriteTimeout time.Duration
+	// CompressionThreshold is the smallest message compressed on a
+	// WebSocket that negotiated permessage-deflate (default 256 bytes);
+	// negative turns compression off. Each message is compressed once and
+	// the same frame goes to every connection that sends it.
+	CompressionThreshold int
 	// Logger receives diagnostics (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -64,6 +71,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.CompressionThreshold == 0 {
+		o.CompressionThreshold = websocket.DefaultCompressionThreshold
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Server serves the Atmosphere transports for a Handler. Create it with
@@ -79,26 +79,10 @@ func NewServer(h Handler, opts Options) *Server {
 		quit:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
-	srv.upgrader = websocket.Upgrader{
-		HandshakeTimeout:  opts.WriteTimeout,
-		EnableCompression: true,
-		// Idle connections are most connections: a small read buffer of
-		// their own (the HTTP server's 4 KiB one is released) and write
-		// buffers borrowed from a pool only while a message is written.
-		ReadBufferSize:  wsReadBuffer,
-		WriteBufferPool: &wsWritePool,
-		CheckOrigin:     func(*http.Request) bool { return true },
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			fail(w, r, status, reason.Error())
-		},
-	}
+	srv.upgrader = wsUpgrader(opts)
 	go srv.reaper()
 	return srv
 }
-
-const wsReadBuffer = 512
-
-var wsWritePool sync.Pool
 
 // enter registers a request with the server, false once shutting down.
 func (srv *Server) enter() bool {
@@ -139,7 +123,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if websocket.IsWebSocketUpgrade(r) {
+	if websocket.IsUpgrade(r) {
 		srv.serveWebSocket(w, r, p)
 		return
 	}
