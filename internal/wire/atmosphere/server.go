@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
 	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
