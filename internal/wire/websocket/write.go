@@ -278,6 +278,13 @@ func (c *Conn) writeControl(op Opcode, payload []byte) error {
 	w := getWriteBuf()
 	defer putWriteBuf(w)
 	w.frame(op, false, payload)
+	if op == OpClose {
+		// A peer that cannot take a few bytes in closeLinger is not
+		// reading: do not hold up whoever closes.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeLinger))
+		_, err := w.writeTo(c.nc)
+		return err
+	}
 	_, err := c.flush(w)
 	return err
 }
