@@ -372,3 +372,22 @@ func TestWebSocketInvalidUTF8(t *testing.T) {
 		t.Fatalf("the session received %q", got)
 	}
 }
+
+// TestWebSocketVersion8: a handshake for any version but 13 is answered
+// 426 with Sec-WebSocket-Version: 13 (RFC 6455 §4.4).
+func TestWebSocketVersion8(t *testing.T) {
+	e := newEnv(t, Options{})
+	req, _ := http.NewRequest(http.MethodGet, e.url(hTrackingID, "0", hTransport, "websocket"), nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Sec-WebSocket-Version") != "13" {
+		t.Fatalf("status %d, Sec-WebSocket-Version %q", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Version"))
+	}
+}

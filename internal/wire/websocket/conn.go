@@ -228,7 +228,9 @@ func (c *Conn) data(h header) error {
 		c.msgOp = h.op
 		c.msgDeflated = h.rsv&rsv1Bit != 0
 		c.text = utf8State{}
-		c.msg = nil
+		// Sized for this frame, but never beyond what a small buffer
+		// holds just because a header announces more.
+		c.msg = make([]byte, 0, min(h.length, 16<<10))
 	}
 	checkText := c.msgOp == OpText && !c.msgDeflated
 	remaining := h.length
