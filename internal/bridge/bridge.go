@@ -16,12 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"unicode/utf8"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/gorilla/websocket"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Authenticator checks credentials. *auth.Service satisfies it.
@@ -109,6 +111,9 @@ type Options struct {
 	// PublishTimeout bounds the wait for the broker to accept a command
 	// (default DefaultPublishTimeout).
 	PublishTimeout time.Duration
+	// WriteTimeout bounds every write to a client; a client that takes in
+	// nothing for this long is closed (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
 	// CheckOrigin decides whether a browser page of another origin may
 	// connect. The default admits requests without an Origin header, of
 	// the same origin, and those authenticated with ?hash=; cross-origin
@@ -149,6 +154,9 @@ func (o *Options) defaults() {
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
 	}
 }
 
@@ -217,14 +225,12 @@ func New(opts Options) *Bridge {
 		deviceTTL: deviceCacheTTL,
 	}
 	b.lookup, _ = opts.Devices.(deviceLookup)
+	// Origins are checked in ServeHTTP, where the credential kind is
+	// known; the upgrader admits every one.
 	b.upgrader = websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  &sync.Pool{},
-		// Origins are checked in ServeHTTP, where the credential kind is
-		// known.
-		CheckOrigin: func(*http.Request) bool { return true },
+		ReadLimit:    int64(opts.MaxFrame),
+		IdleTimeout:  2*opts.PingEvery + 10*time.Second,
+		WriteTimeout: opts.WriteTimeout,
 	}
 	return b
 }
@@ -455,13 +461,25 @@ func encodeFrame(topic string, payload []byte) []byte {
 	case len(p) == 0:
 		buf.WriteString("null")
 	case json.Valid(p):
-		_ = json.Compact(&buf, p)
+		// Invalid UTF-8 can only sit inside JSON strings: replaced, the
+		// payload stays the same JSON and fits a text frame.
+		_ = json.Compact(&buf, validUTF8(p))
 	default:
 		sj, _ := json.Marshal(string(payload))
 		buf.Write(sj)
 	}
 	buf.WriteByte(']')
 	return buf.Bytes()
+}
+
+// validUTF8 returns b with every invalid UTF-8 sequence replaced by
+// U+FFFD: the bridge's frames are text frames, which a client drops
+// (and closes the connection for) if they are not UTF-8.
+func validUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }
 
 // encodeJSONFrame returns [topic, v].
@@ -484,7 +502,7 @@ type errorBody struct {
 func encodeError(e *apierr.Error, frame []byte) []byte {
 	body := errorBody{Code: e.Code, Description: e.Description}
 	if f := bytes.TrimSpace(frame); len(f) > 0 && json.Valid(f) {
-		body.Frame = f
+		body.Frame = validUTF8(f)
 	}
 	return encodeJSONFrame("$error", body)
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -746,5 +747,28 @@ func TestRunRejectsBadURL(t *testing.T) {
 	b := New(Options{MQTTURL: "http://x", Devices: trackersOnly{}})
 	if err := b.Run(context.Background()); err == nil {
 		t.Fatal("Run accepted an http:// broker URL")
+	}
+}
+
+// TestInvalidUTF8 (RFC 6455 §8.1): a text frame that is not UTF-8 closes
+// the connection with 1007 before the bridge sees it; a binary frame with
+// such bytes is answered with a $error whose frame echo is UTF-8.
+func TestInvalidUTF8(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	_, login, _ := f.user("utf8")
+	c := f.connect(basic(login), "")
+	if err := c.conn.WriteMessage(websocket.BinaryMessage, []byte("[\"a/b\xff\", 1]")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	_, b, err := c.conn.ReadMessage()
+	if err != nil || !utf8.Valid(b) || !strings.Contains(string(b), `"frame":["a/b`+"\uFFFD"+`",1]`) {
+		t.Fatalf("error frame %q, %v", b, err)
+	}
+	c.sendRaw("[\"a/b\xff\", 1]")
+	_, _, err = c.conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("after invalid UTF-8 in a text frame: %v, want close 1007", err)
 	}
 }

@@ -11,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Control topics a client writes to change its subscriptions, and the
@@ -143,8 +142,7 @@ func (c *conn) closeWith(code int, reason string) {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
-			time.Now().Add(time.Second))
+		_ = c.ws.WriteClose(code, reason)
 		_ = c.ws.Close()
 	})
 }
@@ -165,24 +163,22 @@ func (c *conn) serve() {
 	_ = c.ws.Close()
 }
 
+// readLoop handles the client's messages until the connection ends. The
+// connection's idle timeout (two ping intervals and 10 s) drops a client
+// that sends nothing, not even a pong.
 func (c *conn) readLoop() {
-	wait := 2*c.b.opts.PingEvery + 10*time.Second
-	c.ws.SetReadLimit(int64(c.b.opts.MaxFrame))
-	_ = c.ws.SetReadDeadline(time.Now().Add(wait))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(wait))
-	})
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(wait))
 		mFramesIn.Inc()
 		c.handle(msg)
 	}
 }
 
+// writeLoop sends what the queue holds, all of it in one write, pings
+// idle clients and ends the connection once its credential has.
 func (c *conn) writeLoop() {
 	ping := time.NewTicker(c.b.opts.PingEvery)
 	defer ping.Stop()
@@ -195,17 +191,15 @@ func (c *conn) writeLoop() {
 			return
 		case <-c.wake:
 			buf = c.take(buf[:0])
-			for i, f := range buf {
-				_ = c.ws.SetWriteDeadline(time.Now().Add(DefaultWriteTimeout))
-				if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
-					_ = c.ws.Close()
-					return
-				}
-				buf[i] = nil
-				mFramesOut.Inc()
+			n, err := c.ws.WriteMessages(websocket.OpText, buf)
+			mFramesOut.Add(uint64(n))
+			clear(buf)
+			if err != nil {
+				_ = c.ws.Close()
+				return
 			}
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(DefaultWriteTimeout)); err != nil {
+			if err := c.ws.WritePing(nil); err != nil {
 				_ = c.ws.Close()
 				return
 			}

@@ -52,7 +52,9 @@ func TestQueueDropsOldest(t *testing.T) {
 // A client that stops reading loses its oldest frames and never holds up
 // the broker callback or the other clients.
 func TestSlowClientDoesNotBlockOthers(t *testing.T) {
-	f := newFixture(t, fixtureOpts{opts: Options{QueueLen: 16}})
+	// The write timeout outlasts the fast client on a loaded machine: the
+	// slow client is to be dropped frames from, not closed.
+	f := newFixture(t, fixtureOpts{opts: Options{QueueLen: 16, WriteTimeout: time.Minute}})
 	_, login, dev := f.user("alice")
 
 	// The slow client does not read until the end; 600 frames of 32 KiB

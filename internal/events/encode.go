@@ -1,11 +1,13 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/bus"
@@ -66,6 +68,11 @@ func encodeError(action string, e *apierr.Error, data json.RawMessage) []byte {
 	b = fleet.AppendString(b, e.Description)
 	b = append(b, '}')
 	if len(data) > 0 && json.Valid(data) {
+		// The echo goes out in a text frame, which must be UTF-8;
+		// invalid bytes can only sit inside JSON strings.
+		if !utf8.Valid(data) {
+			data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+		}
 		b = append(b, `,"data":`...)
 		b = append(b, data...)
 	}

@@ -180,6 +180,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("open bus: %w", err)
 		}
 		s.Bus, s.cluster = nb, nb
+		// Every series says which node it is from.
+		metrics.SetNode(nb.Node())
 		if s.storeWriter, err = nb.StoreWriter(ctx, st); err != nil {
 			nb.Close()
 			st.Close()

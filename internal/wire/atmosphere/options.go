@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Options configure a Server. Zero values take the defaults.
@@ -44,6 +46,11 @@ type Options struct {
 	// request did not show what the session is bound to), telling the
 	// client to subscribe again. Empty sends none.
 	ResetNotice []byte
+	// CompressionThreshold is the smallest message compressed on a
+	// WebSocket that negotiated permessage-deflate (default 256 bytes);
+	// negative turns compression off. Each message is compressed once and
+	// the same frame goes to every connection that sends it.
+	CompressionThreshold int
 	// Logger receives diagnostics (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -83,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.CompressionThreshold == 0 {
+		o.CompressionThreshold = websocket.DefaultCompressionThreshold
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

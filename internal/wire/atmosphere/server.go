@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // Server serves the Atmosphere transports for a Handler. Create it with
@@ -81,30 +81,10 @@ func NewServer(h Handler, opts Options) *Server {
 		quit:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
-	srv.upgrader = websocket.Upgrader{
-		HandshakeTimeout:  opts.WriteTimeout,
-		EnableCompression: true,
-		// Idle connections are most connections: a small read buffer of
-		// their own (the HTTP server's 4 KiB one is released) and write
-		// buffers borrowed from a pool only while a message is written.
-		ReadBufferSize:  wsReadBuffer,
-		WriteBufferPool: &wsWritePool,
-		// The event API authenticates every action with its hash, not with
-		// cookies, so a page of another origin gains nothing a client of
-		// its own would not have: WebSocket connections are taken from
-		// any origin.
-		CheckOrigin: func(*http.Request) bool { return true },
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			srv.fail(w, r, status, reason.Error())
-		},
-	}
+	srv.upgrader = wsUpgrader(srv, opts)
 	go srv.reaper()
 	return srv
 }
-
-const wsReadBuffer = 512
-
-var wsWritePool sync.Pool
 
 // enter registers a request with the server, false once shutting down.
 func (srv *Server) enter() bool {
@@ -145,7 +125,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		srv.fail(w, r, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if websocket.IsWebSocketUpgrade(r) {
+	if websocket.IsUpgrade(r) {
 		srv.serveWebSocket(w, r, p)
 		return
 	}

@@ -1,74 +1,95 @@
 package atmosphere
 
 import (
-	"errors"
-	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
+	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
 // closeWait is how long the server waits for the client's close frame
 // after sending its own.
 const closeWait = time.Second
 
+// wsReadBuffer is each WebSocket's read buffer. Idle connections are most
+// connections, and client messages are small; larger ones are read
+// straight into the message.
+const wsReadBuffer = 512
+
+// wsUpgrader is the WebSocket handshake of the event endpoint: every
+// origin admitted, permessage-deflate for messages from
+// opts.CompressionThreshold bytes.
+func wsUpgrader(srv *Server, opts Options) websocket.Upgrader {
+	return websocket.Upgrader{
+		Compression:          opts.CompressionThreshold >= 0,
+		CompressionThreshold: opts.CompressionThreshold,
+		ReadBufferSize:       wsReadBuffer,
+		ReadLimit:            maxMessage,
+		IdleTimeout:          opts.IdleTimeout,
+		WriteTimeout:         opts.WriteTimeout,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason string) {
+			srv.fail(w, r, status, reason)
+		},
+	}
+}
+
+// Messages the transport writes on its own.
+var (
+	// wsHeartbeat is the bare padding: a frame is one message, so it needs
+	// no length prefix, and both clients filter it.
+	wsHeartbeat = mustPrepare([]byte("X"))
+	// wsLegacyPadding is what legacy clients get first on a reattach: they
+	// fire onReopen on the first frame, and drop whitespace.
+	wsLegacyPadding = mustPrepare([]byte(strings.Repeat(" ", paddingLen)))
+)
+
+func mustPrepare(b []byte) *websocket.PreparedMessage {
+	m, err := websocket.NewPreparedMessage(websocket.OpText, b)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
 // wsConn is the WebSocket transport of one attachment.
 type wsConn struct {
-	conn    *websocket.Conn
-	track   bool
-	timeout time.Duration
-	buf     []byte
-
-	closeOnce sync.Once
+	conn  *websocket.Conn
+	track bool
+	log   *slog.Logger
 }
 
+// write sends ds as text frames, all in one write: each message's frame
+// (and compressed frame) is shared with every connection that sends it.
 func (c *wsConn) write(ds []delivery) (int, error) {
-	for i, d := range ds {
-		c.buf = appendMessage(c.buf[:0], d.msg, c.track)
-		if err := c.send(c.buf); err != nil {
-			return i, err
-		}
+	var arr [drainBatch]*websocket.PreparedMessage
+	ms := arr[:0]
+	for _, d := range ds {
+		ms = append(ms, prepared.get(d.msg, c.track, c.log))
 	}
-	return len(ds), nil
+	return c.conn.WritePrepared(ms)
 }
 
-func (c *wsConn) send(b []byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.conn.WriteMessage(websocket.TextMessage, b)
+func (c *wsConn) send(m *websocket.PreparedMessage) error {
+	_, err := c.conn.WritePrepared([]*websocket.PreparedMessage{m})
+	return err
 }
 
-// heartbeat sends the bare padding: a frame is one message, so it needs no
-// length prefix, and both clients filter it.
-func (c *wsConn) heartbeat() error { return c.send([]byte("X")) }
+func (c *wsConn) sendText(b []byte) error {
+	m, err := websocket.NewPreparedMessage(websocket.OpText, b)
+	if err != nil {
+		return err
+	}
+	return c.send(m)
+}
 
-// closeFrame sends a close frame once.
+func (c *wsConn) heartbeat() error { return c.send(wsHeartbeat) }
+
+// closeFrame sends a close frame; only the first one goes out.
 func (c *wsConn) closeFrame(code int, reason string) {
-	c.closeOnce.Do(func() {
-		_ = c.conn.WriteControl(websocket.CloseMessage, closePayload(code, reason), time.Now().Add(c.timeout))
-	})
-}
-
-// closePayload builds a close frame body with a code a client accepts and
-// a reason that fits a control frame.
-func closePayload(code int, reason string) []byte {
-	switch {
-	case code == websocket.CloseNoStatusReceived, code == websocket.CloseAbnormalClosure,
-		code == websocket.CloseTLSHandshake, code < 1000, code >= 5000,
-		code > 1015 && code < 3000:
-		code = websocket.CloseNormalClosure
-	}
-	const maxReason = 123
-	if len(reason) > maxReason {
-		reason = reason[:maxReason]
-		for !utf8.ValidString(reason) {
-			reason = reason[:len(reason)-1]
-		}
-	}
-	return websocket.FormatCloseMessage(code, reason)
+	_ = c.conn.WriteClose(code, reason)
 }
 
 // serveWebSocket upgrades r and carries the session over it.
@@ -131,7 +152,7 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 // runWebSocket carries session s over the upgraded connection c until
 // either ends.
 func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p params, created bool) {
-	wc := &wsConn{conn: c, track: p.track, timeout: srv.opts.WriteTimeout}
+	wc := &wsConn{conn: c, track: p.track, log: srv.log}
 
 	readDone := make(chan struct{})
 	go func() {
@@ -141,11 +162,9 @@ func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p 
 
 	ok := true
 	if created && p.protocol {
-		ok = wc.send(appendMessage(nil, srv.handshake(s.id), p.track)) == nil
+		ok = wc.sendText(appendMessage(nil, srv.handshake(s.id), p.track)) == nil
 	} else if !created && p.protocol && p.legacy() {
-		// Legacy clients fire onReopen on the first frame after a
-		// reconnect; whitespace is dropped by them.
-		ok = wc.send([]byte(strings.Repeat(" ", paddingLen))) == nil
+		ok = wc.send(wsLegacyPadding) == nil
 	}
 	res := endGone
 	if ok {
@@ -180,43 +199,18 @@ func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p 
 	<-readDone
 }
 
-// readWebSocket hands the client's text frames to the session until the
-// connection ends. A frame that is exactly the padding `X` is a client
-// heartbeat and is swallowed.
+// readWebSocket hands the client's text messages to the session until
+// the connection ends. A message that is exactly the padding `X` is a
+// client heartbeat and is swallowed. Protocol errors, invalid UTF-8 and
+// messages over maxMessage end the connection with the RFC's close code
+// before anything reaches the session.
 func (srv *Server) readWebSocket(s *session, wc *wsConn) {
-	c := wc.conn
-	c.SetReadLimit(maxMessage)
-	idle := srv.opts.IdleTimeout
-	alive := func() {
-		if idle > 0 {
-			_ = c.SetReadDeadline(time.Now().Add(idle))
-		}
-	}
-	alive()
-	c.SetPongHandler(func(string) error { alive(); return nil })
 	for {
-		typ, rd, err := c.NextReader()
+		op, data, err := wc.conn.ReadMessage()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// The library already sent 1009.
-				wc.closeOnce.Do(func() {})
-			}
 			return
 		}
-		alive()
-		data, err := io.ReadAll(io.LimitReader(rd, maxMessage+1))
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				wc.closeOnce.Do(func() {})
-			}
-			return
-		}
-		if len(data) > maxMessage {
-			// A compressed frame that inflates beyond the limit.
-			wc.closeFrame(websocket.CloseMessageTooBig, "")
-			return
-		}
-		if typ != websocket.TextMessage || string(data) == "X" {
+		if op != websocket.OpText || string(data) == "X" {
 			continue
 		}
 		s.app.Receive(data)

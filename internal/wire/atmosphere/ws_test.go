@@ -2,9 +2,15 @@ package atmosphere
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +305,111 @@ func TestWebSocketCompression(t *testing.T) {
 	}
 	if got := read(t, c); got != msg {
 		t.Fatal("echo differs")
+	}
+}
+
+// countingConn counts the writes made to a server connection.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+type countingListener struct {
+	net.Listener
+	conns chan *countingConn
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	l.conns <- cc
+	return cc, nil
+}
+
+// TestWebSocketCoalescedWrites: messages queued while the client was
+// away go out in one write when it comes back (after the 101 response).
+func TestWebSocketCoalescedWrites(t *testing.T) {
+	e := newEnv(t, Options{})
+	cl := &countingListener{conns: make(chan *countingConn, 4)}
+	ts := httptest.NewUnstartedServer(e.srv)
+	cl.Listener = ts.Listener
+	ts.Listener = cl
+	ts.Start()
+	defer ts.Close()
+	wsURL := "ws" + strings.TrimPrefix(ts.URL, "http") + "/event/subscription?" + url.Values{hTrackingID: {"0"}, hTransport: {"websocket"}, hProtocol: {"true"}, hFramework: {"5.0.7"}}.Encode()
+	c, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := splitHandshake(t, read(t, c), "0")
+	s := e.nextOpened()
+	<-cl.conns
+	_ = c.Close()
+	waitFor(t, "detach", func() bool { return connGauge(tWebSocket).Value() == 0 })
+	const n = 20
+	for i := range n {
+		s.Push(t, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	c2, _, err := websocket.DefaultDialer.Dial(strings.Replace(wsURL, hTrackingID+"=0", hTrackingID+"="+id, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	sc := <-cl.conns
+	for i := range n {
+		if got, want := read(t, c2), fmt.Sprintf(`{"n":%d}`, i); got != want {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	if w := sc.writes.Load(); w != 2 {
+		t.Fatalf("%d writes for the 101 response and %d queued messages, want 2", w, n)
+	}
+}
+
+// TestWebSocketInvalidUTF8: a text frame that is not UTF-8 closes the
+// connection with 1007 and never reaches the session.
+func TestWebSocketInvalidUTF8(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	read(t, c)
+	s := e.nextOpened()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"action":"subscribe","hash":"`+"\xff"+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("got %v, want close 1007", err)
+	}
+	if got := s.receivedMsgs(); len(got) != 0 {
+		t.Fatalf("the session received %q", got)
+	}
+}
+
+// TestWebSocketVersion8: a handshake for any version but 13 is answered
+// 426 with Sec-WebSocket-Version: 13 (RFC 6455 §4.4).
+func TestWebSocketVersion8(t *testing.T) {
+	e := newEnv(t, Options{})
+	req, _ := http.NewRequest(http.MethodGet, e.url(hTrackingID, "0", hTransport, "websocket"), nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Sec-WebSocket-Version") != "13" {
+		t.Fatalf("status %d, Sec-WebSocket-Version %q", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Version"))
 	}
 }
