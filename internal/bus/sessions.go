@@ -21,6 +21,11 @@ import (
 // ErrNoSession is returned for a session no node keeps.
 var ErrNoSession = errors.New("bus: no such session")
 
+// ErrSuperseded is returned by SaveSession and AppendJournal when another
+// node has written the session since this one last did: it has taken the
+// session over, and this node must let go of it.
+var ErrSuperseded = errors.New("bus: session taken over by another node")
+
 // ErrNoNode is returned by Nodes.Ask when the node does not answer (it is
 // gone).
 var ErrNoNode = errors.New("bus: node not reachable")
@@ -51,6 +56,10 @@ type SessionRecord struct {
 	Last, From uint64
 	// Updated is when the record was saved.
 	Updated time.Time
+	// Rev is the record's revision in the store: set by LoadSession and
+	// SaveSession. SaveSession of a record with a non-zero Rev succeeds only
+	// if nobody saved it since.
+	Rev uint64
 }
 
 // BatchRecord is one rate-limited subscription of a session.
@@ -92,18 +101,25 @@ type JournalEntry struct {
 	// yet journaled can be found: a node taking the session over reads the
 	// log from there and skips the changes the journal shows delivered.
 	From uint64
+	// Seq is the entry's position in the journal (set by AppendJournal and
+	// ReadJournal).
+	Seq uint64
 }
 
 // Sessions stores session records and journals.
 type Sessions interface {
-	// SaveSession stores rec, replacing the session's record.
+	// SaveSession stores rec, replacing the session's record, and sets
+	// rec.Rev. With a non-zero rec.Rev it fails with ErrSuperseded when the
+	// record was saved by someone else since.
 	SaveSession(ctx context.Context, rec *SessionRecord) error
 	// LoadSession returns the session's record, or ErrNoSession.
 	LoadSession(ctx context.Context, id string) (*SessionRecord, error)
 	// DeleteSession removes the session's record and journal.
 	DeleteSession(ctx context.Context, id string) error
-	// AppendJournal adds one delivery to the session's journal.
-	AppendJournal(ctx context.Context, id string, e *JournalEntry) error
+	// AppendJournal adds one delivery to the session's journal and sets
+	// e.Seq. With after non-zero it fails with ErrSuperseded unless the
+	// journal's last entry is the one at after (the node's own last).
+	AppendJournal(ctx context.Context, id string, e *JournalEntry, after uint64) error
 	// ReadJournal returns the session's journal, oldest delivery first.
 	ReadJournal(ctx context.Context, id string) ([]*JournalEntry, error)
 }

@@ -61,9 +61,11 @@ type Client struct {
 	sess          bus.Sessions // nil on a single node
 	rec           bus.SessionRecord
 	lastJournaled uint64
+	journalSeq    uint64 // the journal's last entry, as this node wrote or read it
 	lagFrom       uint64 // the oldest change merged into c.lag
 	handedOff     bool
 	catching      bool              // replaying the log after a take-over
+	replayedTo    uint64            // while catching up: the log is replayed up to here
 	droppedMax    uint64            // the newest live change dropped while catching up
 	liveFrom      uint64            // live changes up to here were replayed
 	delivered     map[posKey]uint64 // while catching up: what the journal shows delivered
@@ -366,7 +368,10 @@ func (c *Client) subscribe(a *Action) {
 	}
 	for _, id := range initState {
 		if s, ok := c.hub.dir.State(id); ok {
-			if c.pushPos(encodeState(s, now, c.loc, stateCompact[id]), c.posOf(bus.KindState, id, s.Seq)) {
+			// An initial state is a snapshot, not the delivery of a change:
+			// it carries no position, so a node taking the session over
+			// still delivers the changes it skipped.
+			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
 				mEventsState.Inc()
 			}
 		}

@@ -103,8 +103,8 @@ func (c *Client) from() uint64 {
 		low = min(low, c.lagFrom)
 	}
 	if c.catching {
-		// Not caught up yet: the changes from the replay's start on.
-		low = min(low, c.rec.From)
+		// Not caught up yet: the changes the replay has not reached.
+		low = min(low, c.replayedTo+1)
 	}
 	return low
 }
@@ -130,18 +130,66 @@ func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
 		}
 	}
 	e.From = c.from()
+	after := c.journalSeq
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.sess.AppendJournal(ctx, c.id, e); err != nil {
+	err := c.sess.AppendJournal(ctx, c.id, e, after)
+	if errors.Is(err, bus.ErrSuperseded) {
+		c.superseded()
+		return errHandedOff
+	}
+	if err != nil {
 		mJournalFailed.Inc()
 		return fmt.Errorf("journal session: %w", err)
 	}
 	c.mu.Lock()
+	c.journalSeq = e.Seq
 	c.lastJournaled = max(c.lastJournaled, first+uint64(len(msgs))-1)
 	c.rec.From = e.From
 	c.mu.Unlock()
 	return nil
+}
+
+// superseded lets go of a session another node has taken over meanwhile
+// (it wrote the session's journal or record since this node did): the
+// client is closed here, its record left to that node.
+func (c *Client) superseded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	mSuperseded.Inc()
+	c.hub.opts.Logger.Info("events: session taken over by another node", "session", shortID(c.id))
+	c.handedOff = true
+	c.closeLocked(CloseGoingAway, "session moved to another node")
+}
+
+// store saves rec (whose Rev is this node's last), telling a conflict with
+// a save of this node's own (a touch meeting a subscribe) from a take-over
+// by another node. On a conflict of its own, a fresh record (fresh) is
+// saved over the other; a touch's is not (the other save is newer).
+func (c *Client) store(ctx context.Context, rec *bus.SessionRecord, fresh bool) error {
+	for range 3 {
+		err := c.sess.SaveSession(ctx, rec)
+		if !errors.Is(err, bus.ErrSuperseded) {
+			return err
+		}
+		cur, lerr := c.sess.LoadSession(ctx, rec.ID)
+		if lerr != nil {
+			return lerr
+		}
+		if cur.Node != c.hub.opts.Node {
+			return bus.ErrSuperseded
+		}
+		if !fresh {
+			rec.Rev = cur.Rev
+			return nil
+		}
+		rec.Rev = cur.Rev
+	}
+	return bus.ErrSuperseded
 }
 
 // record is the client's session record. Callers hold c.mu.
@@ -190,7 +238,16 @@ func (c *Client) saveLocked() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.sess.SaveSession(ctx, c.record()); err != nil {
+	rec := c.record()
+	switch err := c.store(ctx, rec, true); {
+	case err == nil:
+		c.rec.Rev = rec.Rev
+	case errors.Is(err, bus.ErrSuperseded):
+		mSuperseded.Inc()
+		c.hub.opts.Logger.Info("events: session taken over by another node", "session", shortID(c.id))
+		c.handedOff = true
+		c.closeLocked(CloseGoingAway, "session moved to another node")
+	default:
 		mSaveFailed.Inc()
 		c.hub.opts.Logger.Warn("events: save session", "session", shortID(c.id), "err", err)
 	}
@@ -272,12 +329,13 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 	}
 	c.mu.Lock()
 	c.lastJournaled = rec.Last
-	c.rec.From = rec.From
+	c.rec.From, c.rec.Rev = rec.From, rec.Rev
 	for _, e := range journal {
 		c.lastJournaled = max(c.lastJournaled, e.First+uint64(e.Count)-1)
 	}
 	if len(journal) > 0 {
-		c.rec.From = journal[len(journal)-1].From
+		last := journal[len(journal)-1]
+		c.rec.From, c.journalSeq = last.From, last.Seq
 	}
 	c.mu.Unlock()
 	if user == nil {
@@ -326,6 +384,9 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 		}
 	}
 	c.catching = true
+	c.replayedTo = c.rec.From - min(c.rec.From, 1)
+	h.opts.Logger.Debug("events: session restored", "session", shortID(c.id), "from", c.rec.From,
+		"last", c.lastJournaled, "journal", len(journal), "delivered", fmt.Sprint(c.delivered))
 	c.reindex(before, hadState, hadBatch)
 	c.saveLocked()
 	go c.catchUp(c.rec.From)
@@ -371,6 +432,7 @@ func (c *Client) catchUp(from uint64) {
 			c.catching = false
 			c.liveFrom = max(last, c.droppedMax)
 			c.delivered = nil
+			c.hub.opts.Logger.Debug("events: session caught up", "session", shortID(c.id), "from", c.rec.From, "live_from", c.liveFrom)
 			c.mu.Unlock()
 			return
 		}
@@ -387,6 +449,8 @@ func (c *Client) replay(m *bus.Message) bool {
 	if c.closed {
 		return false
 	}
+	c.replayedTo = max(c.replayedTo, m.Seq-1)
+	defer func() { c.replayedTo = max(c.replayedTo, m.Seq) }()
 	if c.delivered[keyOf(m)] >= m.Seq {
 		return true
 	}

@@ -221,6 +221,7 @@ var (
 	mJournalFailed   = metrics.Default.NewCounter("fleetwire_session_journal_failures_total", "Deliveries the session journal could not keep (written later).", "")
 	mSaveFailed      = metrics.Default.NewCounter("fleetwire_session_save_failures_total", "Session records that could not be saved.", "")
 	mRestored        = metrics.Default.NewCounter("fleetwire_sessions_restored_total", "Sessions taken over from another node.", "")
+	mSuperseded      = metrics.Default.NewCounter("fleetwire_sessions_superseded_total", "Sessions let go of because another node took them over meanwhile.", "")
 )
 
 // Hub routes changes from the bus to subscribed clients.
@@ -544,11 +545,19 @@ func (h *Hub) touchSessions() {
 		rec := c.record()
 		c.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := h.opts.Sessions.SaveSession(ctx, rec); err != nil {
+		err := c.store(ctx, rec, false)
+		cancel()
+		switch {
+		case err == nil:
+			c.mu.Lock()
+			c.rec.Rev = max(c.rec.Rev, rec.Rev)
+			c.mu.Unlock()
+		case errors.Is(err, bus.ErrSuperseded):
+			c.superseded()
+		default:
 			mSaveFailed.Inc()
 			h.opts.Logger.Warn("events: touch session", "session", shortID(rec.ID), "err", err)
 		}
-		cancel()
 	}
 }
 

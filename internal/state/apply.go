@@ -132,7 +132,10 @@ func (r *Registry) change(ctx context.Context, id int64, derive deriveFunc) (*fl
 }
 
 // adopt takes the log's latest state of a tracker in place of the one the
-// registry holds, which the log says is not the latest.
+// registry holds, which the log says is not the latest. It is a change
+// from another node this node had not heard of yet (its feed is behind,
+// or it does not follow the user): the listeners hear of it here, in the
+// order of the log, and the feed's copy later is dropped as old.
 func (r *Registry) adopt(m *bus.Message) {
 	if m.State == nil {
 		return
@@ -142,7 +145,7 @@ func (r *Registry) adopt(m *bus.Message) {
 	defer fwd.Unlock()
 	r.mu.Lock()
 	cur, ok := r.states[m.TrackerID]
-	_, live := r.trackers[m.TrackerID]
+	t, live := r.trackers[m.TrackerID]
 	took := ok && live && cur.Seq != m.Seq
 	if took {
 		s := *m.State
@@ -150,10 +153,18 @@ func (r *Registry) adopt(m *bus.Message) {
 		s.Seq = m.Seq
 		r.states[m.TrackerID] = &s
 		delete(r.written, m.TrackerID)
+		m = &bus.Message{Kind: bus.KindState, UserID: m.UserID, TrackerID: m.TrackerID, SourceID: m.SourceID,
+			State: &s, Record: m.Record, Seq: m.Seq, Prev: m.Prev, Origin: m.Origin}
 	}
 	r.mu.Unlock()
-	if took && m.Record != nil {
+	if !took {
+		return
+	}
+	if m.Record != nil {
 		r.record(m.TrackerID, recorded{rec: m.Record, at: m.Record.MsgTime})
+	}
+	if !t.Blocked {
+		r.notify(m)
 	}
 }
 

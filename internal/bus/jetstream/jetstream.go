@@ -329,7 +329,9 @@ func (b *Bus) Publish(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		// A failed publish may still have reached the log: a consumer that
 		// meets it delivers it.
+		b.pmu.Lock()
 		p.failed = true
+		b.pmu.Unlock()
 		close(p.done)
 	}
 	if err != nil {
@@ -375,10 +377,10 @@ func (b *Bus) ownDelivered(msg jetstream.Msg) bool {
 	case <-p.done:
 	case <-time.After(b.opts.PublishTimeout):
 	}
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
 	if p.failed {
-		b.pmu.Lock()
 		delete(b.pubs, id)
-		b.pmu.Unlock()
 		return false
 	}
 	return true

@@ -157,10 +157,27 @@ func (s *Sessions) SaveSession(ctx context.Context, rec *bus.SessionRecord) erro
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Put(ctx, rec.ID, data); err != nil {
+	var rev uint64
+	if rec.Rev == 0 {
+		rev, err = s.kv.Put(ctx, rec.ID, data)
+	} else {
+		rev, err = s.kv.Update(ctx, rec.ID, data, rec.Rev)
+		if isWrongSequence(err) {
+			return bus.ErrSuperseded
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
+	rec.Rev = rev
 	return nil
+}
+
+// isWrongSequence tells a failed compare-and-set.
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // LoadSession returns the session's record, or bus.ErrNoSession.
@@ -172,7 +189,12 @@ func (s *Sessions) LoadSession(ctx context.Context, id string) (*bus.SessionReco
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
-	return decodeRecord(e.Value())
+	r, err := decodeRecord(e.Value())
+	if err != nil {
+		return nil, err
+	}
+	r.Rev = e.Revision()
+	return r, nil
 }
 
 // DeleteSession removes the session's record and journal.
@@ -189,10 +211,19 @@ func (s *Sessions) DeleteSession(ctx context.Context, id string) error {
 func (s *Sessions) subject(id string) string { return s.b.opts.Prefix + ".journal." + id }
 
 // AppendJournal adds one delivery to the session's journal.
-func (s *Sessions) AppendJournal(ctx context.Context, id string, e *bus.JournalEntry) error {
-	if _, err := s.b.js.Publish(ctx, s.subject(id), encodeJournal(e)); err != nil {
+func (s *Sessions) AppendJournal(ctx context.Context, id string, e *bus.JournalEntry, after uint64) error {
+	var opts []jetstream.PublishOpt
+	if after != 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(after))
+	}
+	ack, err := s.b.js.Publish(ctx, s.subject(id), encodeJournal(e), opts...)
+	if isWrongSequence(err) {
+		return bus.ErrSuperseded
+	}
+	if err != nil {
 		return fmt.Errorf("append journal: %w", err)
 	}
+	e.Seq = ack.Sequence
 	return nil
 }
 
@@ -221,8 +252,12 @@ func (s *Sessions) ReadJournal(ctx context.Context, id string) ([]*bus.JournalEn
 				return out, fmt.Errorf("read journal: %w", err)
 			}
 			out = append(out, e)
-			if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-				done = true
+			if md, err := msg.Metadata(); err == nil {
+				e.Seq = md.Sequence.Stream
+				if md.NumPending == 0 {
+					done = true
+					break
+				}
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {

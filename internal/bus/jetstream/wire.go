@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/bus"
@@ -177,10 +176,3 @@ func (s subjects) all() []string { return []string{s.prefix + ".*.*.*"} }
 
 func (s subjects) trackers() string { return s.prefix + ".tracker.*.*" }
 func (s subjects) states() string   { return s.prefix + ".state.*.*" }
-
-// kindOf reads the kind from a subject, for metrics.
-func (s subjects) kindOf(subject string) string {
-	rest := strings.TrimPrefix(subject, s.prefix+".")
-	k, _, _ := strings.Cut(rest, ".")
-	return k
-}
