@@ -65,12 +65,17 @@ type Tracker struct {
 	UserID    int64
 	SourceID  int64
 	DeviceID  string // identifier the device reports with (OsmAnd "id", MQTT client, IMEI)
-	Model     string
+	Model     string // NodeModel for an IoT node
 	Phone     string
 	Blocked   bool
 	Deleted   bool // "corrupted" in API terms
 	CreatedAt time.Time
 }
+
+// NodeModel is the model of an IoT node: a device of relays and sensors
+// that the topic bridge addresses by default when it is the user's only
+// one (see package bridge).
+const NodeModel = "iot_node"
 
 // Movement statuses of a source state.
 const (

@@ -105,6 +105,10 @@ type Config struct {
 	// AllowedOrigins may call the event endpoint from other origins (CORS);
 	// "*" any, without credentials.
 	AllowedOrigins []string
+	// BridgeNames maps topic bridge names (the path element of
+	// /auth/<name>) to the device id of the node a connection to that name
+	// talks to by default (see package bridge).
+	BridgeNames map[string]string
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -275,7 +279,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
 		}
 		s.mqttSub = mqtt.New(s.State, mo)
-		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Logger: cfg.Logger})
+		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
 		s.commands = commands.New(mqttURL, cfg.Logger)
 		apiOpts.Commander = s.commands
 	}
@@ -519,6 +523,7 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 	if s.bridge != nil {
 		mux.Handle("/bridge", s.bridge)
 		mux.Handle("/bridge/", s.bridge)
+		mux.Handle("/auth/", s.bridge)
 	}
 	page := web.New(web.Options{TileURL: s.cfg.TileURL})
 	mux.Handle("GET /{$}", page)
