@@ -52,6 +52,17 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, out io.W
 			slog.Error("demo simulator stopped", "err", err)
 		}
 	}()
+	if _, err := demo.SeedNode(ctx, srv.State, u.ID); err != nil {
+		return fmt.Errorf("seed demo node: %w", err)
+	}
+	if url := srv.MQTTURL(); url != "" {
+		node := demo.NewNode(demo.NodeOptions{MQTTURL: url})
+		go func() {
+			if err := node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				slog.Error("demo node stopped", "err", err)
+			}
+		}()
+	}
 	go func() {
 		select {
 		case <-srv.Ready():
@@ -70,10 +81,21 @@ fleetwire demo is running
   REST API      http://%s/v2/user/auth
   events        ws://%s/v2/event/subscription
   OsmAnd ingest http://%s/?id=demo-001&lat=52.52&lon=13.40
+  topic bridge  %s
   admin key     %s
   trackers      %d simulated, reporting every %s
 Press Ctrl+C to stop.
-`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), reachable(srv.OsmandAddr()), f.cfg.AdminKey, n, f.demoInterval)
+`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), reachable(srv.OsmandAddr()), bridgeLine(srv),
+		f.cfg.AdminKey, n, f.demoInterval)
+}
+
+// bridgeLine says where the demo IoT node is reached over the topic bridge.
+func bridgeLine(srv *server.Server) string {
+	if srv.MQTTURL() == "" {
+		return "off (no MQTT broker)"
+	}
+	return fmt.Sprintf("ws://%s:%s@%s/auth/%s   (IoT node %s: relay, thermometer, hygrometer)",
+		demoLogin, demoPassword, srv.Addr(), demo.BridgeName, demo.NodeDeviceID)
 }
 
 // reachable turns a listener's address into one a local client can dial:
@@ -93,4 +115,16 @@ func randomKey() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// demoConfig adds what the demo needs to the server's configuration: the
+// demo IoT node behind seed 003's bridge name, unless --bridge-name maps
+// that name already.
+func demoConfig(cfg *server.Config) {
+	if cfg.BridgeNames == nil {
+		cfg.BridgeNames = map[string]string{}
+	}
+	if _, ok := cfg.BridgeNames[demo.BridgeName]; !ok {
+		cfg.BridgeNames[demo.BridgeName] = demo.NodeDeviceID
+	}
 }

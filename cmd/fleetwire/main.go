@@ -152,8 +152,11 @@ func runServer(args []string, demo bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if demo && f.cfg.AdminKey == "" {
-		f.cfg.AdminKey = randomKey()
+	if demo {
+		if f.cfg.AdminKey == "" {
+			f.cfg.AdminKey = randomKey()
+		}
+		demoConfig(&f.cfg)
 	}
 	if f.pprofListen != "" {
 		startPprof(f.pprofListen, log)
