@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/demo"
@@ -23,7 +24,7 @@ const (
 
 // startDemo makes sure the demo user and its trackers exist, starts the
 // simulator and prints where to look.
-func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, out io.Writer) error {
+func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, run *demoRun, out io.Writer) error {
 	u, err := srv.Auth.CreateUser(ctx, demoLogin, demoPassword, "Demo fleet", "Europe/Berlin")
 	if errors.Is(err, apierr.LoginInUse) {
 		var found bool
@@ -47,6 +48,7 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, out io.W
 		return fmt.Errorf("seed demo fleet: %w", err)
 	}
 	sim := demo.NewSimulator(srv.State, trackers, demo.SimOptions{Interval: f.demoInterval})
+	run.sim.Store(sim)
 	go func() {
 		if err := sim.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			slog.Error("demo simulator stopped", "err", err)
@@ -117,14 +119,28 @@ func randomKey() string {
 	return hex.EncodeToString(b)
 }
 
+// demoRun links the server's configuration, made before the server
+// starts, to the simulator, started after it.
+type demoRun struct {
+	sim atomic.Pointer[demo.Simulator]
+}
+
 // demoConfig adds what the demo needs to the server's configuration: the
-// demo IoT node behind seed 003's bridge name, unless --bridge-name maps
-// that name already.
-func demoConfig(cfg *server.Config) {
+// demo IoT node behind seed 003's bridge name (unless --bridge-name maps
+// that name already), and real device messages taking their trackers out
+// of the simulation.
+func demoConfig(cfg *server.Config) *demoRun {
 	if cfg.BridgeNames == nil {
 		cfg.BridgeNames = map[string]string{}
 	}
 	if _, ok := cfg.BridgeNames[demo.BridgeName]; !ok {
 		cfg.BridgeNames[demo.BridgeName] = demo.NodeDeviceID
 	}
+	run := &demoRun{}
+	cfg.OnDeviceMessage = func(deviceID string) {
+		if sim := run.sim.Load(); sim != nil {
+			sim.Release(deviceID)
+		}
+	}
+	return run
 }

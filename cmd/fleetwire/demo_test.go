@@ -31,7 +31,7 @@ func demoServer(t *testing.T, extra ...string) *server.Server {
 	}
 	f.cfg.Logger = slog.New(slog.DiscardHandler)
 	f.cfg.AdminKey = "demo-test-key"
-	demoConfig(&f.cfg)
+	run := demoConfig(&f.cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, f.cfg)
 	if err != nil {
@@ -39,7 +39,7 @@ func demoServer(t *testing.T, extra ...string) *server.Server {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := startDemo(ctx, srv, f, &out); err != nil {
+	if err := startDemo(ctx, srv, f, run, &out); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
@@ -131,5 +131,89 @@ func TestDemoSeedBridgeClient(t *testing.T) {
 	awaitRelay(`{"state":false}`)
 	for !sawTemp {
 		awaitRelay(`{"state":false}`)
+	}
+}
+
+// TestDemoRealDeviceLeavesSimulation: an OsmAnd fix for demo-001 stays
+// while the simulator moves the other trackers on.
+func TestDemoRealDeviceLeavesSimulation(t *testing.T) {
+	srv := demoServer(t)
+	base := "http://" + srv.Addr()
+	call := func(action string, params map[string]any) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(params)
+		resp, err := http.Post(base+"/v2/"+action, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || m["success"] != true {
+			t.Fatalf("%s: %d %v %v", action, resp.StatusCode, m, err)
+		}
+		return m
+	}
+	hash := call("user/auth", map[string]any{"login": demoLogin, "password": demoPassword})["hash"].(string)
+	ids := map[string]float64{}     // device id → tracker id
+	sources := map[float64]string{} // source id → device id
+	for _, tr := range call("tracker/list", map[string]any{"hash": hash})["list"].([]any) {
+		src := tr.(map[string]any)["source"].(map[string]any)
+		dev := src["device_id"].(string)
+		ids[dev] = tr.(map[string]any)["id"].(float64)
+		sources[src["id"].(float64)] = dev
+	}
+	ev, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr()+"/event/subscription", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	sub, _ := json.Marshal(map[string]any{"action": "subscribe", "hash": hash,
+		"requests": []any{map[string]any{"type": "state", "trackers": []float64{ids["demo-001"], ids["demo-002"]}}}})
+	if err := ev.WriteMessage(websocket.TextMessage, sub); err != nil {
+		t.Fatal(err)
+	}
+
+	const lat, lon = 52.6001, 13.2002
+	resp, err := http.Get("http://" + srv.OsmandAddr() + "/?id=demo-001&lat=52.6001&lon=13.2002&speed=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("OsmAnd fix answered %d", resp.StatusCode)
+	}
+	real, others := false, 0
+	for others < 20 {
+		_ = ev.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, b, err := ev.ReadMessage()
+		if err != nil {
+			t.Fatalf("read events: %v", err)
+		}
+		var m struct {
+			Event string `json:"event"`
+			Data  struct {
+				SourceID float64 `json:"source_id"`
+				GPS      struct {
+					Location *struct{ Lat, Lng float64 } `json:"location"`
+				} `json:"gps"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(b, &m) != nil || m.Event != "state" || m.Data.GPS.Location == nil {
+			continue
+		}
+		at := *m.Data.GPS.Location
+		switch dev := sources[m.Data.SourceID]; {
+		case dev == "demo-001" && at.Lat == lat && at.Lng == lon:
+			real = true
+		case dev == "demo-001" && real:
+			t.Fatalf("demo-001 moved on to %v after its real fix", at)
+		case dev == "demo-002" && real:
+			others++
+		}
+	}
+	st := call("tracker/get_state", map[string]any{"hash": hash, "tracker_id": ids["demo-001"]})
+	loc := st["state"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)
+	if loc["lat"] != lat || loc["lng"] != lon {
+		t.Fatalf("demo-001 is at %v, not where it reported", loc)
 	}
 }

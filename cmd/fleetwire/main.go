@@ -152,11 +152,12 @@ func runServer(args []string, demo bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	var run *demoRun
 	if demo {
 		if f.cfg.AdminKey == "" {
 			f.cfg.AdminKey = randomKey()
 		}
-		demoConfig(&f.cfg)
+		run = demoConfig(&f.cfg)
 	}
 	if f.pprofListen != "" {
 		startPprof(f.pprofListen, log)
@@ -166,7 +167,7 @@ func runServer(args []string, demo bool) error {
 		return err
 	}
 	if demo {
-		if err := startDemo(ctx, srv, f, os.Stdout); err != nil {
+		if err := startDemo(ctx, srv, f, run, os.Stdout); err != nil {
 			return err
 		}
 	}
