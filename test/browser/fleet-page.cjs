@@ -55,7 +55,7 @@ function sleep(ms) {
 async function report(lat, lon, ts) {
   const url = OSMAND + '/?id=' + encodeURIComponent(DEVICE) +
     '&lat=' + lat.toFixed(6) + '&lon=' + lon.toFixed(6) +
-    '&speed=20&timestamp=' + ts;
+    '&speed=20&sat=9&timestamp=' + ts;
   const resp = await fetch(url);
   if (!resp.ok) fail('OsmAnd report answered HTTP ' + resp.status + ': ' + (await resp.text()).slice(0, 200));
 }
@@ -151,13 +151,20 @@ async function main() {
       const pre = d.querySelector('pre.state-json');
       let state = null;
       try { state = JSON.parse(pre.textContent); } catch (e) { /* reported below */ }
-      return { id: d.dataset.trackerId, state, text: d.textContent };
+      const labels = Array.from(d.querySelectorAll('dl.fields dt')).map((dt) => dt.textContent);
+      const signal = d.querySelector('dd[data-field="gps_signal"]');
+      return { id: d.dataset.trackerId, state, text: d.textContent, labels, signal: signal && signal.textContent };
     });
     if (shown.id !== TRACKER) fail('details show tracker ' + shown.id + ', not ' + TRACKER);
     if (!shown.state || !shown.state.gps || !shown.state.gps.location) fail('details hold no state JSON with a location');
     const loc = shown.state.gps.location;
     if (Math.abs(loc.lat - last.lat) > EPS || Math.abs(loc.lng - last.lng) > EPS) {
       fail('details show ' + loc.lat + ',' + loc.lng + ', not the last position ' + last.lat + ',' + last.lng);
+    }
+    // gps.signal_level is a percentage (9 satellites of 12), not a count.
+    if (shown.labels.includes('Satellites')) fail('details label a field "Satellites"');
+    if (shown.signal !== shown.state.gps.signal_level + ' %' || shown.state.gps.signal_level !== 75) {
+      fail('details show GPS signal ' + JSON.stringify(shown.signal) + ' for signal_level ' + shown.state.gps.signal_level);
     }
     for (const field of ['connection_status', 'movement_status', 'last_update']) {
       if (!(field in shown.state)) fail('details state lacks ' + field);

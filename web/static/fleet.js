@@ -677,7 +677,7 @@
       ['Speed', gps.speed != null ? gps.speed + ' km/h' : null],
       ['Heading', gps.heading != null ? gps.heading + '°' : null],
       ['Altitude', gps.alt != null ? gps.alt + ' m' : null],
-      ['Satellites', gps.signal_level],
+      ['GPS signal', gps.signal_level != null ? gps.signal_level + ' %' : null],
       ['GPS updated', gps.updated],
       ['Battery', s.battery_level != null ? s.battery_level + ' %' : null],
       ['Ignition', s.ignition != null ? (s.ignition ? 'on' : 'off') : null],
