@@ -5,6 +5,8 @@
  * (tracker/list) and their states (tracker/get_states), then follows
  * state_batch events over the Atmosphere endpoint with atmosphere.js and
  * draws them on an offline map and in a table. Plain ES2017, no build step.
+ * The topic bridge console is bridge.js; it hears of the session through
+ * the document's "fleetwire:session" event.
  */
 (function () {
   'use strict';
@@ -182,6 +184,7 @@
     if (serverSide && hash) api('user/logout', { hash: hash }).catch(function () {});
     clearFleet();
     showLogin(message);
+    announceSession();
   }
 
   // ------------------------------------------------------------ loading
@@ -193,6 +196,13 @@
     await loadStates();
     mapView.fit(true);
     subscribe();
+    announceSession();
+  }
+
+  // announceSession tells the page's other parts (the bridge console) of
+  // the session hash, or null once signed out.
+  function announceSession() {
+    document.dispatchEvent(new CustomEvent('fleetwire:session', { detail: { hash: app.hash } }));
   }
 
   async function loadTrackers() {
