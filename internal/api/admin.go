@@ -54,7 +54,7 @@ func adminUserOf(u *fleet.User) adminUser {
 		Title:        u.Title,
 		TimeZone:     tz,
 		Blocked:      u.Blocked,
-		CreationDate: dateTime(u.CreatedAt, time.UTC),
+		CreationDate: dateTime(u.CreatedAt, fleet.Dates{Loc: time.UTC}),
 	}
 }
 

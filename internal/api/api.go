@@ -99,6 +99,9 @@ type call struct {
 	user *fleet.User    // nil for actions without a hash
 	sess *fleet.Session // nil for actions without a hash
 	loc  *time.Location // the user's timezone, UTC without a user
+	// dates is how the answer writes dates: in loc, as ISO 8601 when the
+	// caller asked with iso_datetime or NVX-ISO-DateTime.
+	dates fleet.Dates
 }
 
 // action is one /resource/action handler. It returns the success body (a
@@ -219,6 +222,10 @@ func (x *API) invoke(w http.ResponseWriter, r *http.Request, act action) (any, e
 	if err != nil {
 		return nil, err
 	}
+	iso, err := isoDates(r, p)
+	if err != nil {
+		return nil, err
+	}
 	c := &call{r: r, p: p, now: x.opts.Now(), loc: time.UTC}
 	ctx := r.Context()
 	if !act.public {
@@ -239,7 +246,29 @@ func (x *API) invoke(w http.ResponseWriter, r *http.Request, act action) (any, e
 			return nil, apierr.Unexpected.With("the fleet's state is unavailable, try again")
 		}
 	}
+	c.dates = fleet.Dates{Loc: c.loc, ISO: iso}
 	return act.fn(ctx, c)
+}
+
+// isoHeader asks for ISO 8601 dates, as the iso_datetime parameter does.
+const isoHeader = "NVX-ISO-DateTime"
+
+// isoDates reports whether the caller asks for ISO 8601 dates: the
+// iso_datetime parameter, else the NVX-ISO-DateTime header; both take
+// true/false/1/0, anything else is error 5.
+func isoDates(r *http.Request, p *params) (bool, error) {
+	if iso, ok, err := p.bool("iso_datetime"); err != nil || ok {
+		return iso, err
+	}
+	switch h := strings.ToLower(strings.TrimSpace(r.Header.Get(isoHeader))); h {
+	case "":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, apierr.WrongRequestFormat.With(isoHeader + " header")
 }
 
 // checkAdmin reports whether r carries the admin key, as
@@ -327,15 +356,11 @@ type okBody struct {
 
 var success = okBody{Success: true}
 
-// dateTimeLayout is the API's default date/time format.
-const dateTimeLayout = fleet.DateTimeLayout
-
-// dateTime formats t in loc in the API's default format; the zero time is
-// null.
-func dateTime(t time.Time, loc *time.Location) *string {
+// dateTime formats t as d says; the zero time is null.
+func dateTime(t time.Time, d fleet.Dates) *string {
 	if t.IsZero() {
 		return nil
 	}
-	s := t.In(loc).Format(dateTimeLayout)
+	s := d.Format(t)
 	return &s
 }

@@ -43,7 +43,7 @@ func (x *API) trackerReadingsList(_ context.Context, c *call) (any, error) {
 		return nil, apierr.DeviceBlocked
 	}
 	s, _ := x.reg.State(id)
-	body := readings.Of(id, s, f).AppendJSON(make([]byte, 0, 512), c.loc)
+	body := readings.Of(id, s, f).AppendJSONDates(make([]byte, 0, 512), c.dates)
 	// {"inputs":...} → {"success":true,"inputs":...}
 	out := append([]byte(`{"success":true,`), body[1:]...)
 	return json.RawMessage(out), nil
@@ -83,7 +83,7 @@ func (x *API) trackerReadingsBatchList(_ context.Context, c *call) (any, error) 
 		buf = append(buf, '"')
 		buf = strconv.AppendInt(buf, id, 10)
 		buf = append(buf, `":`...)
-		buf = readings.Of(id, s, f).AppendJSON(buf, c.loc)
+		buf = readings.Of(id, s, f).AppendJSONDates(buf, c.dates)
 		n++
 	}
 	buf = append(buf, `},"success":true}`...)

@@ -214,8 +214,8 @@ func (x *API) trackerGetState(_ context.Context, c *call) (any, error) {
 	}
 	return stateBody{
 		Success:  true,
-		UserTime: c.now.In(c.loc).Format(dateTimeLayout),
-		State:    fleet.AppendState(nil, x.stateOf(t), c.loc, false),
+		UserTime: c.dates.Format(c.now),
+		State:    fleet.AppendStateDates(nil, x.stateOf(t), c.dates, false),
 	}, nil
 }
 
@@ -298,12 +298,12 @@ func (x *API) trackerGetStates(_ context.Context, c *call) (any, error) {
 		buf = append(buf, '"')
 		buf = strconv.AppendInt(buf, t.ID, 10)
 		buf = append(buf, '"', ':')
-		buf = fleet.AppendState(buf, x.stateOf(t), c.loc, false)
+		buf = fleet.AppendStateDates(buf, x.stateOf(t), c.dates, false)
 	}
 	buf = append(buf, '}')
 	out := statesBody{
 		Success:  true,
-		UserTime: c.now.In(c.loc).Format(dateTimeLayout),
+		UserTime: c.dates.Format(c.now),
 		States:   buf,
 	}
 	if listBlocked {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -81,10 +80,10 @@ type userInfoBody struct {
 // userGetInfo is user/get_info: the fields of the documented user object
 // that fleetwire keeps.
 func (x *API) userGetInfo(_ context.Context, c *call) (any, error) {
-	return userInfoBody{Success: true, UserInfo: userInfoOf(c.user, c.loc)}, nil
+	return userInfoBody{Success: true, UserInfo: userInfoOf(c.user, c.dates)}, nil
 }
 
-func userInfoOf(u *fleet.User, loc *time.Location) userInfo {
+func userInfoOf(u *fleet.User, d fleet.Dates) userInfo {
 	tz := u.TimeZone
 	if tz == "" {
 		tz = "UTC"
@@ -93,7 +92,7 @@ func userInfoOf(u *fleet.User, loc *time.Location) userInfo {
 		ID:           u.ID,
 		Login:        u.Login,
 		Title:        u.Title,
-		CreationDate: dateTime(u.CreatedAt, loc),
+		CreationDate: dateTime(u.CreatedAt, d),
 		TimeZone:     tz,
 	}
 }
@@ -189,7 +188,7 @@ func (x *API) apiKeyDelete(ctx context.Context, c *call) (any, error) {
 }
 
 func apiKeyOf(k *fleet.Session, c *call) apiKey {
-	return apiKey{Hash: k.Hash, CreateDate: dateTime(k.CreatedAt, c.loc), Title: k.Title}
+	return apiKey{Hash: k.Hash, CreateDate: dateTime(k.CreatedAt, c.dates), Title: k.Title}
 }
 
 // checkTitle applies the documented string rules to a title: not empty

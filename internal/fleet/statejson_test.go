@@ -103,3 +103,29 @@ func BenchmarkAppendStateCompact(b *testing.B) {
 		buf = AppendState(buf[:0], s, time.UTC, true)
 	}
 }
+
+func TestDates(t *testing.T) {
+	at := time.Date(2024, 8, 1, 11, 45, 23, 0, time.UTC)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		d          Dates
+		text, json string
+	}{
+		{Dates{Loc: berlin}, "2024-08-01 13:45:23", `"2024-08-01 13:45:23"`},
+		{Dates{Loc: berlin, ISO: true}, "2024-08-01T13:45:23+02:00", `"2024-08-01T13:45:23+02:00"`},
+		{Dates{Loc: time.UTC, ISO: true}, "2024-08-01T11:45:23Z", `"2024-08-01T11:45:23Z"`},
+	} {
+		if got := c.d.Format(at); got != c.text {
+			t.Errorf("%+v Format %q, want %q", c.d, got, c.text)
+		}
+		if got := string(c.d.Append(nil, at)); got != c.json {
+			t.Errorf("%+v Append %s, want %s", c.d, got, c.json)
+		}
+		if got := string(c.d.Append(nil, time.Time{})); got != "null" || c.d.Format(time.Time{}) != "" {
+			t.Errorf("%+v zero time: %s %q", c.d, got, c.d.Format(time.Time{}))
+		}
+	}
+}

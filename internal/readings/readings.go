@@ -217,6 +217,11 @@ func (r Readings) Empty() bool {
 // ({"inputs":[...],"states":[...],"virtual_sensors":[...],"counters":[...]})
 // with times in loc.
 func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
+	return r.AppendJSONDates(dst, fleet.Dates{Loc: loc})
+}
+
+// AppendJSONDates is AppendJSON with times written as d says.
+func (r Readings) AppendJSONDates(dst []byte, d fleet.Dates) []byte {
 	dst = append(dst, `{"inputs":[`...)
 	for i, s := range r.Inputs {
 		if i > 0 {
@@ -237,7 +242,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"units_type":`...)
 		dst = fleet.AppendString(dst, s.UnitsType)
 		dst = append(dst, `,"converted_units_type":null,"converted_value":null,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, s.Updated, loc)
+		dst = d.Append(dst, s.Updated)
 		if len(s.Composite) > 0 {
 			dst = append(dst, `,"composite_sensor_ids":[`...)
 			for j, id := range s.Composite {
@@ -260,7 +265,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = appendValue(dst, s.Value)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, s.Updated, loc)
+		dst = d.Append(dst, s.Updated)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"virtual_sensors":[`...)
@@ -277,7 +282,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"type":`...)
 		dst = fleet.AppendString(dst, v.Type)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, v.Updated, loc)
+		dst = d.Append(dst, v.Updated)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"counters":[`...)
@@ -290,7 +295,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = strconv.AppendFloat(dst, c.Value, 'f', -1, 64)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, c.Updated, loc)
+		dst = d.Append(dst, c.Updated)
 		dst = append(dst, '}')
 	}
 	return append(dst, `]}`...)
