@@ -289,10 +289,12 @@ func (x *API) checkAdmin(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], x.adminKey[:]) == 1
 }
 
-// errorBody is the documented failure envelope.
+// errorBody is the documented failure envelope; errors names offending
+// parameters where the error carries them.
 type errorBody struct {
-	Success bool        `json:"success"`
-	Status  errorStatus `json:"status"`
+	Success bool                `json:"success"`
+	Status  errorStatus         `json:"status"`
+	Errors  []apierr.ParamError `json:"errors,omitempty"`
 }
 
 type errorStatus struct {
@@ -320,7 +322,7 @@ func (x *API) apiError(r *http.Request, err error) *apierr.Error {
 func (x *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	requestErrors.Inc()
 	e := x.apiError(r, err)
-	x.writeJSON(w, e.HTTPStatus, errorBody{Status: errorStatus{Code: e.Code, Description: e.Description}})
+	x.writeJSON(w, e.HTTPStatus, errorBody{Status: errorStatus{Code: e.Code, Description: e.Description}, Errors: e.Params})
 }
 
 func (x *API) writeJSON(w http.ResponseWriter, status int, v any) {
