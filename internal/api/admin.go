@@ -345,8 +345,15 @@ func (x *API) adminBlock(blocked bool) func(ctx context.Context, c *call, id int
 	}
 }
 
+// adminDeleteTracker corrupts a tracker; a second delete is 252, as the
+// documentation answers tracker/corrupt.
 func (x *API) adminDeleteTracker(ctx context.Context, _ *call, id int64) (any, error) {
 	if _, err := x.adminTracker(id); err != nil {
+		if x.opts.Store != nil {
+			if t, serr := x.opts.Store.Tracker(ctx, id); serr == nil && t.Deleted {
+				return nil, apierr.DeviceCorrupted
+			}
+		}
 		return nil, err
 	}
 	if err := x.reg.Delete(ctx, id); err != nil {

@@ -43,6 +43,16 @@ type Options struct {
 	// Commander carries output switches and commands to devices; nil
 	// answers those actions with 214.
 	Commander Commander
+	// Store finds trackers the live registry no longer holds, to tell a
+	// corrupted (deleted) tracker from one that never existed (201 or 252
+	// rather than 217 or 204); nil takes every such tracker as never
+	// existing. A store.Store provides it.
+	Store TrackerStore
+}
+
+// TrackerStore looks trackers up by id, deleted ones included.
+type TrackerStore interface {
+	Tracker(ctx context.Context, id int64) (*fleet.Tracker, error)
 }
 
 // authService is what the API needs from sign-in and credentials;

@@ -54,7 +54,7 @@ func newEnv(t *testing.T, adminKey string) *env {
 	if err := reg.Load(ctx); err != nil {
 		t.Fatalf("load registry: %v", err)
 	}
-	x := New(a, reg, Options{AdminKey: adminKey, MaxBody: 64 << 10, Now: func() time.Time { return testNow }})
+	x := New(a, reg, Options{AdminKey: adminKey, MaxBody: 64 << 10, Now: func() time.Time { return testNow }, Store: st})
 	srv := httptest.NewServer(x.Handler())
 	t.Cleanup(func() {
 		srv.Close()
@@ -512,7 +512,8 @@ func TestGetStates(t *testing.T) {
 	}
 
 	wantErr(t, "blocked without list_blocked", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, b}}), 208, 403)
-	wantErr(t, "deleted without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, c}}), 217, 400)
+	wantErr(t, "corrupted without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, c}}), 201, 400)
+	wantErr(t, "corrupted and foreign without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{foreign, c}}), 201, 400)
 	wantErr(t, "foreign without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, foreign}}), 217, 400)
 	wantErr(t, "unknown and blocked", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{b, 424242}, "list_blocked": true}), 217, 400)
 
@@ -639,7 +640,8 @@ func TestAdminTrackers(t *testing.T) {
 	if tr, ok := e.reg.Tracker(id); ok {
 		t.Errorf("deleted tracker still live: %+v", tr)
 	}
-	wantErr(t, "delete twice", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/delete", id), nil), 204, 404)
+	wantErr(t, "delete twice", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/delete", id), nil), 252, 400)
+	wantErr(t, "block deleted", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/block", id), nil), 204, 404)
 	m = mustOK(t, "list after delete", e.admin("GET", "/admin/trackers", nil))
 	if l := m["list"].([]any); len(l) != 0 {
 		t.Errorf("trackers after delete %v", l)

@@ -277,7 +277,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	ingest := ingestApplier{Registry: s.State, seen: cfg.OnDeviceMessage}
-	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger}
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
