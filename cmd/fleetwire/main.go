@@ -94,6 +94,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")
 	fs.StringVar(&f.cfg.NGPListen, "ngp-listen", ":47642", "address of the generic protocol (NGP) HTTP ingest listener (empty disables)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
+	fs.Int64Var(&f.cfg.DealerID, "dealer-id", 1, "the installation's dealer id: user/auth refuses another dealer_id with 102")
 	fs.Func("bridge-name", "NAME=DEVICE: a topic bridge connection to /auth/NAME talks to device DEVICE by default (repeatable)", func(v string) error {
 		name, dev, ok := strings.Cut(v, "=")
 		if name, dev = strings.TrimSpace(name), strings.TrimSpace(dev); !ok || name == "" || dev == "" || strings.Contains(name, "/") {

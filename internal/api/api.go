@@ -28,6 +28,10 @@ import (
 // DefaultMaxBody is the request body limit when Options.MaxBody is zero.
 const DefaultMaxBody = 1 << 20
 
+// DefaultDealerID is the installation's dealer id when Options.DealerID
+// is zero.
+const DefaultDealerID = 1
+
 // Options tune the API. Zero values take the defaults noted on each field.
 type Options struct {
 	// AdminKey guards /admin; empty disables the admin surface (every
@@ -43,6 +47,10 @@ type Options struct {
 	// Commander carries output switches and commands to devices; nil
 	// answers those actions with 214.
 	Commander Commander
+	// DealerID is the installation's dealer id (default 1): user/auth
+	// with another dealer_id answers 102, and user/get_info names it as
+	// paas_id.
+	DealerID int64
 	// Store finds trackers the live registry no longer holds, to tell a
 	// corrupted (deleted) tracker from one that never existed (201 or 252
 	// rather than 217 or 204); nil takes every such tracker as never
@@ -145,6 +153,9 @@ func newAPI(a authService, reg registry, opts Options) *API {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.DealerID <= 0 {
+		opts.DealerID = DefaultDealerID
 	}
 	x := &API{auth: a, reg: reg, opts: opts, log: opts.Logger}
 	if opts.AdminKey != "" {

@@ -40,9 +40,11 @@ func (x *API) userAuth(ctx context.Context, c *call) (any, error) {
 	if password == "" {
 		return nil, apierr.InvalidParameters.With("password is empty")
 	}
-	// dealer_id is accepted and ignored: there is a single dealer.
-	if _, _, err := c.p.int64("dealer_id"); err != nil {
+	// The installation is one dealer: a user never belongs to another.
+	if dealer, ok, err := c.p.int64("dealer_id"); err != nil {
 		return nil, err
+	} else if ok && dealer != x.opts.DealerID {
+		return nil, apierr.WrongLogin
 	}
 	s, err := x.auth.Login(ctx, login, password)
 	if err != nil {

@@ -106,6 +106,9 @@ type Config struct {
 	// AllowedOrigins may call the event endpoint from other origins (CORS);
 	// "*" any, without credentials.
 	AllowedOrigins []string
+	// DealerID is the installation's dealer id (default 1), the only
+	// dealer_id user/auth accepts.
+	DealerID int64
 	// BridgeNames maps topic bridge names (the path element of
 	// /auth/<name>) to the device id of the node a connection to that name
 	// talks to by default (see package bridge).
@@ -277,7 +280,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	ingest := ingestApplier{Registry: s.State, seen: cfg.OnDeviceMessage}
-	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st}
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st, DealerID: cfg.DealerID}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
