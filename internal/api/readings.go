@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/readings"
@@ -15,6 +16,10 @@ func readingsFilter(c *call) (readings.Filter, error) {
 	st, _, err := c.p.str("sensor_type")
 	if err != nil {
 		return f, err
+	}
+	if st != "" && !readings.ValidSensorType(st) {
+		return f, apierr.InvalidParameters.With("sensor_type " + strconv.Quote(truncate(st, 40)) +
+			" is not a metering or virtual sensor type (" + strings.Join(readings.SensorTypes, ", ") + ")")
 	}
 	inc, err := c.p.optBool("include_components", true)
 	if err != nil {
@@ -88,4 +93,12 @@ func (x *API) trackerReadingsBatchList(_ context.Context, c *call) (any, error) 
 	}
 	buf = append(buf, `},"success":true}`...)
 	return json.RawMessage(buf), nil
+}
+
+// truncate cuts s to n bytes for an error description.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

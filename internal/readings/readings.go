@@ -97,6 +97,17 @@ var meteringPrefixes = []struct{ prefix, typ, units, unitsType string }{
 
 var counters = map[string]bool{"odometer": true, "engine_hours": true, "hour_meter": true}
 
+// SensorTypes are the documented metering and virtual sensor types a
+// sensor_type filter may name.
+var SensorTypes = []string{
+	"fuel", "temperature", "rpm", "custom", "fuel_consumption", "instant_consumption",
+	"power", "speed", "flow_meter", "acceleration", // metering
+	"state", "virtual_ignition", // virtual
+}
+
+// ValidSensorType reports whether t is one of SensorTypes.
+func ValidSensorType(t string) bool { return slices.Contains(SensorTypes, t) }
+
 // SensorID is the stable id of tracker's sensor name.
 func SensorID(trackerID int64, name string) int64 {
 	h := fnv.New32a()

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// awaitError reads the next error message and checks its action and code.
+func (c *wsClient) awaitError(what string, code int) map[string]any {
+	c.t.Helper()
+	m := c.await(wait, what, func(m map[string]any) bool { return m["type"] == "error" || m["type"] == "response" })
+	st, _ := m["status"].(map[string]any)
+	if m["type"] != "error" || m["action"] != "subscription/subscribe" || st["code"] != float64(code) || st["description"] == "" {
+		c.t.Errorf("%s: got %v, want error %d", what, m, code)
+	}
+	return m
+}
+
+// TestSubscribeRequestErrors: an unknown sensor_type and null tracker ids
+// are error 7, over the WebSocket; the connection carries on.
+func TestSubscribeRequestErrors(t *testing.T) {
+	h := startServer(t, nil)
+	uid := h.createUser("req-user", "pw-req", "UTC")
+	tr := h.createTracker(uid, "Van", "req-dev")
+	hash := h.login("req-user", "pw-req")
+	c := h.dialEvents(nil)
+	for _, bad := range []struct {
+		what string
+		req  map[string]any
+	}{
+		{"unknown sensor_type", map[string]any{"type": "readings_batch", "target": map[string]any{"type": "all"}, "sensor_type": "bogus"}},
+		{"sensor_type of wrong type", map[string]any{"type": "readings_batch", "target": map[string]any{"type": "all"}, "sensor_type": 5}},
+		{"null in trackers", map[string]any{"type": "state", "trackers": []any{nil}}},
+		{"null after an id", map[string]any{"type": "state", "trackers": []any{tr.id, nil}}},
+		{"null in tracker_ids", map[string]any{"type": "state_batch", "target": map[string]any{"type": "selected", "tracker_ids": []any{nil}}}},
+	} {
+		c.send(subscribeMsg(hash, bad.req))
+		c.awaitError(bad.what, 7)
+	}
+	c.send(map[string]any{"action": "subscribe", "hash": hash, "trackers": []any{nil}, "events": []string{"state"}})
+	c.awaitError("null in the deprecated trackers", 7)
+
+	// Documented types are fine, and the connection carries on.
+	c.send(subscribeMsg(hash, map[string]any{"type": "readings_batch", "target": map[string]any{"type": "all"}, "sensor_type": "virtual_ignition"}))
+	r := c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" })
+	if rb, _ := r["data"].(map[string]any)["readings_batch"].(map[string]any); rb["success"] != true {
+		t.Errorf("readings_batch with sensor_type virtual_ignition: %v", r)
+	}
+}
+
+// TestReadingsSensorTypeREST: the REST readings actions refuse an unknown
+// sensor_type with 7.
+func TestReadingsSensorTypeREST(t *testing.T) {
+	h := startServer(t, nil)
+	uid := h.createUser("rs-user", "pw-rs", "UTC")
+	tr := h.createTracker(uid, "Van", "rs-dev")
+	hash := h.login("rs-user", "pw-rs")
+	for _, c := range []struct {
+		path   string
+		params map[string]any
+	}{
+		{"/v2/tracker/readings/list", map[string]any{"tracker_id": tr.id}},
+		{"/v2/tracker/readings/batch_list", map[string]any{"trackers": []int64{tr.id}}},
+	} {
+		for sensor, ok := range map[string]bool{"bogus": false, "Fuel": false, "fuel": true, "state": true, "": true} {
+			body := map[string]any{"hash": hash, "sensor_type": sensor}
+			for k, v := range c.params {
+				body[k] = v
+			}
+			code, m := h.call("POST", c.path, body, nil)
+			if ok {
+				if code != http.StatusOK {
+					t.Errorf("%s sensor_type %q: %d %v", c.path, sensor, code, m)
+				}
+				continue
+			}
+			wantAPIError(t, c.path+" sensor_type "+sensor, code, m, 400, 7)
+			if d, _ := m["status"].(map[string]any)["description"].(string); !strings.Contains(d, "sensor_type") {
+				t.Errorf("%s: description %q does not name sensor_type", c.path, d)
+			}
+		}
+	}
+}
