@@ -71,13 +71,13 @@ type wireTarget struct {
 }
 
 type wireRequest struct {
-	Type              string      `json:"type"`
-	Trackers          []*int64    `json:"trackers"`
-	Target            *wireTarget `json:"target"`
-	RateLimit         *string     `json:"rate_limit"`
-	Format            *string     `json:"format"`
-	SensorType        *string     `json:"sensor_type"`
-	IncludeComponents *bool       `json:"include_components"`
+	Type              string          `json:"type"`
+	Trackers          []*int64        `json:"trackers"`
+	Target            *wireTarget     `json:"target"`
+	RateLimit         json.RawMessage `json:"rate_limit"`
+	Format            *string         `json:"format"`
+	SensorType        *string         `json:"sensor_type"`
+	IncludeComponents *bool           `json:"include_components"`
 }
 
 type wireAction struct {
@@ -211,10 +211,10 @@ func parseRequest(w *wireRequest) (Request, error) {
 		return nil
 	}
 	parseRate := func() error {
-		if w.RateLimit == nil {
+		if len(w.RateLimit) == 0 || isNull(w.RateLimit) {
 			return nil
 		}
-		d, err := ParseRateLimit(*w.RateLimit)
+		d, err := rateLimit(w.RateLimit)
 		if err != nil {
 			return err
 		}
@@ -288,6 +288,9 @@ func trackerIDs(field string, list []*int64) ([]int64, error) {
 // may select.
 const MaxIoTMonitorTrackers = 10
 
+// MaxRateLimit is the longest rate_limit accepted.
+const MaxRateLimit = 24 * time.Hour
+
 // ParseRateLimit reads a rate_limit timespan: a number with a unit
 // ("500ms", "5s", "1m", "1h30m"), or a bare number of seconds.
 func ParseRateLimit(s string) (time.Duration, error) {
@@ -300,12 +303,34 @@ func ParseRateLimit(s string) (time.Duration, error) {
 		if _, serr := fmt.Sscanf(s, "%g", &secs); serr != nil || fmt.Sprint(secs) != s {
 			return 0, fmt.Errorf("rate_limit %q is not a timespan like \"5s\" or \"500ms\"", truncate(s, 32))
 		}
-		d = time.Duration(secs * float64(time.Second))
+		return seconds(secs, s)
 	}
-	if d < 0 || d > 24*time.Hour {
+	if d < 0 || d > MaxRateLimit {
 		return 0, fmt.Errorf("rate_limit %q is out of range", truncate(s, 32))
 	}
 	return d, nil
+}
+
+// rateLimit reads the rate_limit member: a timespan string, or a JSON
+// number of seconds (5, 0.5).
+func rateLimit(raw json.RawMessage) (time.Duration, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return ParseRateLimit(s)
+	}
+	var secs float64
+	if err := json.Unmarshal(raw, &secs); err != nil {
+		return 0, fmt.Errorf("rate_limit must be a timespan like \"5s\" or a number of seconds, not %s", truncate(string(raw), 32))
+	}
+	return seconds(secs, string(raw))
+}
+
+// seconds turns a number of seconds into a rate limit within range.
+func seconds(secs float64, text string) (time.Duration, error) {
+	if !(secs >= 0 && secs <= MaxRateLimit.Seconds()) { // NaN too
+		return 0, fmt.Errorf("rate_limit %s is out of range", truncate(text, 32))
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
