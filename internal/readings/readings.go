@@ -252,7 +252,9 @@ func (r Readings) AppendJSONDates(dst []byte, d fleet.Dates) []byte {
 		dst = strconv.AppendFloat(dst, s.Value, 'f', -1, 64)
 		dst = append(dst, `,"units_type":`...)
 		dst = fleet.AppendString(dst, s.UnitsType)
-		dst = append(dst, `,"converted_units_type":null,"converted_value":null,"update_time":`...)
+		// converted_units_type and converted_value are always NULL here:
+		// omitted, as the API omits NULL fields.
+		dst = append(dst, `,"update_time":`...)
 		dst = d.Append(dst, s.Updated)
 		if len(s.Composite) > 0 {
 			dst = append(dst, `,"composite_sensor_ids":[`...)

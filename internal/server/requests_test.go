@@ -82,3 +82,63 @@ func TestReadingsSensorTypeREST(t *testing.T) {
 		}
 	}
 }
+
+// TestInitialReadingsBatch: the first readings_batch holds every
+// non-blocked tracker of the subscription, as batch_list does, with
+// empty lists for a tracker without readings and no NULL fields; a JSON
+// number is a rate_limit in seconds.
+func TestInitialReadingsBatch(t *testing.T) {
+	h := startServer(t, nil)
+	uid := h.createUser("rb-user", "pw-rb", "UTC")
+	withReadings := h.createTracker(uid, "Tanker", "rb-fuel")
+	quiet := h.createTracker(uid, "Quiet", "rb-quiet")
+	blocked := h.createTracker(uid, "Blocked", "rb-blocked")
+	h.admin("POST", "/admin/trackers/"+itoa(blocked.id)+"/block", nil)
+	hash := h.login("rb-user", "pw-rb")
+	resp, err := http.Get(h.osmand + "/?id=rb-fuel&lat=52.5&lon=13.4&fuel_level=41.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	c := h.dialEvents(nil)
+	c.send(subscribeMsg(hash, map[string]any{"type": "readings_batch", "target": map[string]any{"type": "all"}, "rate_limit": 2}))
+	r := c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" || m["type"] == "error" })
+	if rb, _ := r["data"].(map[string]any)["readings_batch"].(map[string]any); r["type"] != "response" || rb["success"] != true {
+		t.Fatalf("rate_limit 2: %v", r)
+	}
+	ev := c.await(wait, "initial readings_batch", isEvent("readings_batch"))
+	batch := ev["data"].([]any)[0].(map[string]any)
+	if len(batch) != 2 || batch[itoa(withReadings.id)] == nil || batch[itoa(quiet.id)] == nil {
+		t.Fatalf("initial batch holds %v, want trackers %d and %d", keysOf(batch), withReadings.id, quiet.id)
+	}
+	q := batch[itoa(quiet.id)].(map[string]any)
+	for _, k := range []string{"inputs", "states", "virtual_sensors", "counters"} {
+		if l, ok := q[k].([]any); !ok || len(l) != 0 {
+			t.Errorf("quiet tracker %s = %v, want []", k, q[k])
+		}
+	}
+	in := batch[itoa(withReadings.id)].(map[string]any)["inputs"].([]any)
+	if len(in) != 1 {
+		t.Fatalf("inputs %v", in)
+	}
+	for k, v := range in[0].(map[string]any) {
+		if v == nil {
+			t.Errorf("input field %s is NULL; NULL fields are omitted", k)
+		}
+	}
+
+	c.send(subscribeMsg(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": true}))
+	e := c.awaitError("rate_limit true", 7)
+	if d, _ := e["status"].(map[string]any)["description"].(string); !strings.Contains(d, "rate_limit") {
+		t.Errorf("description %q does not name rate_limit", d)
+	}
+}
+
+func keysOf(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
