@@ -17,6 +17,41 @@ type User struct {
 	TimeZone     string // IANA name, e.g. "Europe/Berlin"; empty means UTC
 	Blocked      bool
 	CreatedAt    time.Time
+	Profile      UserProfile
+}
+
+// UserProfile is what the API's user object tells about a user beyond
+// login, title and time zone: contact, preferences, legal and address
+// details. The zero profile is a verified, non-demo user with every
+// preference at its default: an empty preference means "not set", and
+// the API shows its default for it.
+type UserProfile struct {
+	Phone string
+	// Locale is "language[_country]", e.g. "en_US".
+	Locale string
+	// Demo marks a demo account.
+	Demo bool
+	// Unverified is set for a user whose email is not verified; users
+	// an operator creates are verified.
+	Unverified bool
+	// LegalType is "individual", "legal_entity" or "sole_trader".
+	LegalType string
+	// DefaultGeocoder is "google", "yandex", "progorod", "osm" or
+	// "locationiq"; RouteProvider "progorod", "google" or "osrm".
+	DefaultGeocoder, RouteProvider string
+	// MeasurementSystem is "metric", "imperial", "us", "metric_gal_us" or
+	// "nautical".
+	MeasurementSystem string
+	// DateFormat ("ddMMyyyy_dots", ...) and HourMode
+	// ("TWENTY_FOUR_HOURS", "TWELVE_HOURS") are display preferences.
+	DateFormat, HourMode string
+	// TIN is the taxpayer identification number, IEC the industrial
+	// enterprises classifier (KPP).
+	TIN, IEC string
+
+	PostCountry, PostRegion, PostIndex, PostCity, PostStreetAddress                               string
+	RegisteredCountry, RegisteredRegion, RegisteredIndex, RegisteredCity, RegisteredStreetAddress string
+	FirstName, MiddleName, LastName, LegalName                                                    string
 }
 
 // Location returns the user's timezone, falling back to UTC when the name is
