@@ -43,6 +43,12 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, run *dem
 	} else if err != nil {
 		return fmt.Errorf("create demo user: %w", err)
 	}
+	if !u.Profile.Demo {
+		u.Profile.Demo = true
+		if u, err = srv.Auth.UpdateUser(ctx, u); err != nil {
+			return fmt.Errorf("mark the demo user: %w", err)
+		}
+	}
 	trackers, err := demo.Seed(ctx, srv.State, u.ID, f.demoTrackers)
 	if err != nil {
 		return fmt.Errorf("seed demo fleet: %w", err)

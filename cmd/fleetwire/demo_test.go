@@ -154,6 +154,9 @@ func TestDemoRealDeviceLeavesSimulation(t *testing.T) {
 		return m
 	}
 	hash := call("user/auth", map[string]any{"login": demoLogin, "password": demoPassword})["hash"].(string)
+	if info := call("user/get_info", map[string]any{"hash": hash})["user_info"].(map[string]any); info["demo"] != true {
+		t.Errorf("the demo user is not a demo account: %v", info)
+	}
 	ids := map[string]float64{}     // device id → tracker id
 	sources := map[float64]string{} // source id → device id
 	for _, tr := range call("tracker/list", map[string]any{"hash": hash})["list"].([]any) {
@@ -215,5 +218,18 @@ func TestDemoRealDeviceLeavesSimulation(t *testing.T) {
 	loc := st["state"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)
 	if loc["lat"] != lat || loc["lng"] != lon {
 		t.Fatalf("demo-001 is at %v, not where it reported", loc)
+	}
+}
+
+func TestAdminUsersUpdate(t *testing.T) {
+	method, path, body, err := adminRequest("users", "update", []string{"-id", "7", "locale=de_DE", "demo=true", "title=A=B"})
+	if err != nil || method != http.MethodPost || path != "/admin/users/7/update" ||
+		body["locale"] != "de_DE" || body["demo"] != "true" || body["title"] != "A=B" || len(body) != 3 {
+		t.Fatalf("users update: %s %s %v %v", method, path, body, err)
+	}
+	for _, args := range [][]string{{"-id", "7"}, {"-id", "7", "nokey"}, {"locale=fr"}} {
+		if _, _, _, err := adminRequest("users", "update", args); err == nil {
+			t.Errorf("users update %v accepted", args)
+		}
 	}
 }

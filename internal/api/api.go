@@ -73,6 +73,7 @@ type authService interface {
 	Users(ctx context.Context) ([]*fleet.User, error)
 	User(ctx context.Context, id int64) (*fleet.User, error)
 	SetPassword(ctx context.Context, userID int64, password string) error
+	UpdateUser(ctx context.Context, u *fleet.User) (*fleet.User, error)
 	EndSessions(ctx context.Context, userID int64) error
 	CreateAPIKey(ctx context.Context, userID int64, title string) (*fleet.Session, error)
 	APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error)

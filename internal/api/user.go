@@ -65,38 +65,45 @@ func (x *API) userLogout(ctx context.Context, c *call) (any, error) {
 	return success, nil
 }
 
+// userInfo is the documented user object.
 type userInfo struct {
 	ID           int64   `json:"id"`
 	Login        string  `json:"login"`
 	Title        string  `json:"title"`
 	CreationDate *string `json:"creation_date,omitempty"`
-	Demo         bool    `json:"demo"`
 	TimeZone     string  `json:"time_zone"`
+	profileJSON
 }
 
 type userInfoBody struct {
 	Success  bool     `json:"success"`
+	PaasID   int64    `json:"paas_id"`
 	UserInfo userInfo `json:"user_info"`
 }
 
-// userGetInfo is user/get_info: the fields of the documented user object
-// that fleetwire keeps.
+// userGetInfo is user/get_info: the documented user object, and the
+// installation's dealer id as paas_id.
 func (x *API) userGetInfo(_ context.Context, c *call) (any, error) {
-	return userInfoBody{Success: true, UserInfo: userInfoOf(c.user, c.dates)}, nil
+	return userInfoBody{Success: true, PaasID: x.opts.DealerID, UserInfo: userInfoOf(c.user, c.dates)}, nil
 }
 
 func userInfoOf(u *fleet.User, d fleet.Dates) userInfo {
-	tz := u.TimeZone
-	if tz == "" {
-		tz = "UTC"
-	}
 	return userInfo{
 		ID:           u.ID,
 		Login:        u.Login,
 		Title:        u.Title,
 		CreationDate: dateTime(u.CreatedAt, d),
-		TimeZone:     tz,
+		TimeZone:     zoneName(u),
+		profileJSON:  profileOf(&u.Profile),
 	}
+}
+
+// zoneName is the user's time zone name, UTC when none is set.
+func zoneName(u *fleet.User) string {
+	if u.TimeZone == "" {
+		return "UTC"
+	}
+	return u.TimeZone
 }
 
 // apiKey is the documented API key object.
