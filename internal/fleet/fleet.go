@@ -208,6 +208,9 @@ type GPS struct {
 	Speed       int // km/h
 	Alt         int // metres
 	Precision   *int
+	// GSMLBS is set when the location was found from cell towers (GSM
+	// LBS) rather than satellites; "gsm_lbs" in the API.
+	GSMLBS bool
 }
 
 // Location is a point in WGS 84 degrees.

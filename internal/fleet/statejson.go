@@ -89,6 +89,9 @@ func AppendStateDates(dst []byte, s *State, d Dates, compact bool) []byte {
 		dst = append(dst, `,"precision":`...)
 		dst = strconv.AppendInt(dst, int64(*s.GPS.Precision), 10)
 	}
+	if s.GPS.GSMLBS {
+		dst = append(dst, `,"gsm_lbs":true`...)
+	}
 	dst = append(dst, `},"connection_status":`...)
 	dst = AppendString(dst, s.ConnectionStatus)
 	dst = append(dst, `,"movement_status":`...)

@@ -41,6 +41,14 @@ func TestAppendStateShape(t *testing.T) {
 	if m["gsm"] != nil {
 		t.Errorf("absent gsm must be null: %v", m["gsm"])
 	}
+	if _, ok := m["gps"].(map[string]any)["gsm_lbs"]; ok {
+		t.Errorf("gsm_lbs present for a satellite fix: %s", full)
+	}
+	s.GPS.GSMLBS = true
+	if g := decodeGPS(t, AppendState(nil, s, berlin, false)); g["gsm_lbs"] != true {
+		t.Errorf("gsm_lbs %v for a cell-tower fix", g["gsm_lbs"])
+	}
+	s.GPS.GSMLBS = false
 	if out, ok := m["outputs"].([]any); !ok || len(out) != 0 {
 		t.Errorf("absent outputs must be []: %v", m["outputs"])
 	}
@@ -128,4 +136,13 @@ func TestDates(t *testing.T) {
 			t.Errorf("%+v zero time: %s %q", c.d, got, c.d.Format(time.Time{}))
 		}
 	}
+}
+
+func decodeGPS(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not JSON: %s: %v", b, err)
+	}
+	return m["gps"].(map[string]any)
 }

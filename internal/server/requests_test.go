@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // awaitError reads the next error message and checks its action and code.
@@ -141,4 +142,48 @@ func keysOf(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestGSMLBS: a cell-tower fix (NGP source_type LBS) is gps.gsm_lbs true
+// in REST and events; a satellite fix after it is not.
+func TestGSMLBS(t *testing.T) {
+	h := startServer(t, func(c *Config) { c.NGPListen = "127.0.0.1:0" })
+	uid := h.createUser("lbs-user", "pw-lbs", "UTC")
+	tr := h.createTracker(uid, "Phone", "lbs-dev")
+	hash := h.login("lbs-user", "pw-lbs")
+	c := h.dialEvents(nil)
+	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
+	c.await(wait, "initial state", isEvent("state"))
+
+	now := time.Now().UTC()
+	lbs := `{"message_time":"` + now.Add(-2*time.Second).Format(time.RFC3339) + `","device_id":"lbs-dev","version":"1.2",
+		"location":{"latitude":56.3521,"longitude":60.1289,"source_type":"LBS","precision":800}}`
+	if code := postRaw(t, "http://"+h.srv.NGPAddr()+"/", lbs); code != 200 {
+		t.Fatalf("LBS message answered %d", code)
+	}
+	ev := c.await(wait, "state of the LBS fix", func(m map[string]any) bool {
+		g, _ := m["data"].(map[string]any)["gps"].(map[string]any)
+		return isEvent("state")(m) && g["location"] != nil
+	})
+	if g := ev["data"].(map[string]any)["gps"].(map[string]any); g["gsm_lbs"] != true || g["precision"] != 800.0 {
+		t.Errorf("LBS fix in the state event: gps %v", g)
+	}
+	_, m := h.call("POST", "/v2/tracker/get_state", map[string]any{"hash": hash, "tracker_id": tr.id}, nil)
+	if g := m["state"].(map[string]any)["gps"].(map[string]any); g["gsm_lbs"] != true {
+		t.Errorf("LBS fix in get_state: gps %v", g)
+	}
+
+	gnss := `{"message_time":"` + now.Format(time.RFC3339) + `","device_id":"lbs-dev","version":"1.2",
+		"location":{"latitude":56.35,"longitude":60.12,"satellites":9,"source_type":"GNSS"}}`
+	if code := postRaw(t, "http://"+h.srv.NGPAddr()+"/", gnss); code != 200 {
+		t.Fatalf("GNSS message answered %d", code)
+	}
+	ev = c.await(wait, "state of the GNSS fix", func(m map[string]any) bool {
+		g, _ := m["data"].(map[string]any)["gps"].(map[string]any)
+		loc, _ := g["location"].(map[string]any)
+		return isEvent("state")(m) && loc != nil && loc["lat"] == 56.35
+	})
+	if g := ev["data"].(map[string]any)["gps"].(map[string]any); g["gsm_lbs"] != nil {
+		t.Errorf("satellite fix still gsm_lbs: gps %v", g)
+	}
 }

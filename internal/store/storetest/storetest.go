@@ -541,6 +541,7 @@ func FullState(trackerID, sourceID int64) *fleet.State {
 			Speed:       54,
 			Alt:         -12,
 			Precision:   ptr(0),
+			GSMLBS:      true,
 		},
 		ConnectionStatus:     fleet.Active,
 		MovementStatus:       fleet.Moving,
