@@ -10,7 +10,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { fail, session, run } = require('./run.cjs');
 
 const env = process.env;
 const BASE = (env.FLEETWIRE_URL || '').replace(/\/+$/, '');
@@ -33,17 +33,6 @@ const out = {
   errors: []
 };
 
-function finish(code) {
-  process.stdout.write(JSON.stringify(out) + '\n');
-  process.exit(code);
-}
-
-function fail(msg) {
-  const err = new Error(msg);
-  err.expected = true;
-  throw err;
-}
-
 async function main() {
   for (const [k, v] of Object.entries({ FLEETWIRE_URL: BASE, FLEETWIRE_LOGIN: LOGIN, FLEETWIRE_NODE: NODE })) {
     if (!v) fail(k + ' is not set');
@@ -51,21 +40,10 @@ async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const seedCode = fs.readFileSync(path.join(__dirname, 'seed-003.js'), 'utf8');
 
-  const browser = await chromium.launch({
-    executablePath: env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  });
-  let page = null;
-  try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
-    page = await context.newPage();
-    page.on('pageerror', (e) => out.errors.push('page error: ' + e.message));
+  await session(out, path.join(ARTIFACTS, 'bridge-console.png'), { width: 1280, height: 1100 }, async (page) => {
     // The seed's onMessage logs (rawData, topic, payload).
     const seedFrames = [];
     page.on('console', async (m) => {
-      if (m.type() === 'error') out.errors.push('console: ' + m.text());
       const args = m.args();
       if (m.type() !== 'log' || args.length !== 3) return;
       try {
@@ -73,7 +51,6 @@ async function main() {
         if (Array.isArray(raw) && typeof topic === 'string') seedFrames.push({ topic, payload });
       } catch (e) { /* not one of the seed's lines */ }
     });
-    page.setDefaultTimeout(15000);
 
     await page.goto(BASE + '/', { waitUntil: 'load' });
     await page.fill('#login', LOGIN);
@@ -136,31 +113,7 @@ async function main() {
       'the relay report after its command');
     out.seed.relay = ack.payload;
     await relayIs(false, 'the console did not see the seed client switch the relay off');
-
-    out.screenshot = path.join(ARTIFACTS, 'bridge-console.png');
-    await page.screenshot({ path: out.screenshot, fullPage: true });
-    const pageErrors = out.errors.filter((e) => e.startsWith('page error'));
-    if (pageErrors.length) fail(pageErrors[0]);
-    out.ok = true;
-  } finally {
-    if (page && !out.screenshot) {
-      const shot = path.join(ARTIFACTS, 'bridge-console.png');
-      if (await page.screenshot({ path: shot, fullPage: true }).then(() => true, () => false)) out.screenshot = shot;
-    }
-    await browser.close().catch(() => {});
-  }
+  });
 }
 
-const guard = setTimeout(() => {
-  out.errors.push('timed out after ' + TOTAL_TIMEOUT_MS + ' ms');
-  finish(1);
-}, TOTAL_TIMEOUT_MS);
-
-main().then(() => {
-  clearTimeout(guard);
-  finish(0);
-}, (e) => {
-  clearTimeout(guard);
-  out.errors.unshift(e.expected ? e.message : (e.stack || String(e)));
-  finish(1);
-});
+run(out, main, TOTAL_TIMEOUT_MS);
