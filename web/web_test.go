@@ -39,6 +39,7 @@ func TestServesPageAndAssets(t *testing.T) {
 		{"/index.html", "text/html; charset=utf-8", `id="signin"`},
 		{"/static/fleet.js", "text/javascript; charset=utf-8", "/v2/event/subscription"},
 		{"/static/fleet.css", "text/css; charset=utf-8", "#map"},
+		{"/static/bridge.js", "text/javascript; charset=utf-8", "WebSocket.connect"},
 		{"/static/atmosphere.js", "text/javascript; charset=utf-8", "Licensed under the Apache License, Version 2.0"},
 		{"/static/ATMOSPHERE-LICENSE", "text/plain; charset=utf-8", "Apache License"},
 	} {
@@ -70,6 +71,7 @@ func TestPageElements(t *testing.T) {
 		`id="map"`, `id="details"`, `<table id="trackers">`, `<tbody>`,
 		`value="websocket" selected`, `value="long-polling"`, `value="streaming"`, `value="sse"`,
 		`src="/static/atmosphere.js"`, `src="/static/fleet.js"`, `href="/static/fleet.css"`,
+		`src="/static/bridge.js"`, `id="bridge-console"`, `id="bridge-frames"`, `id="bridge-frame"`, `id="bridge-relays"`,
 	} {
 		if !strings.Contains(b, want) {
 			t.Errorf("page lacks %s", want)

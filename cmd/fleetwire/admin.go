@@ -17,6 +17,7 @@ const adminUsage = `Usage: fleetwire admin [-url URL] [-admin-key KEY] <command>
 Commands:
   users list
   users create -login L -password P [-title T] [-time-zone Z]
+  users update -id N field=value ...    change title, time_zone or profile fields (locale=de_DE demo=true ...)
   users password -id N -password P      change a password (ends the user's sessions)
   users end-sessions -id N              end every session of a user
   trackers list
@@ -73,6 +74,19 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 		return http.MethodGet, "/admin/users", nil, nil
 	case "users create":
 		return http.MethodPost, "/admin/users", map[string]any{"login": *login, "password": *password, "title": *title, "time_zone": *tz}, nil
+	case "users update":
+		body := map[string]any{}
+		for _, kv := range fs.Args() {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return "", "", nil, fmt.Errorf("users update: want field=value, not %q", kv)
+			}
+			body[k] = v
+		}
+		if len(body) == 0 {
+			return "", "", nil, fmt.Errorf("users update: no field=value given")
+		}
+		return http.MethodPost, fmt.Sprintf("/admin/users/%d/update", *id), body, needID()
 	case "users password":
 		return http.MethodPost, fmt.Sprintf("/admin/users/%d/password", *id), map[string]any{"password": *password}, needID()
 	case "users end-sessions":

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/demo"
@@ -23,7 +24,7 @@ const (
 
 // startDemo makes sure the demo user and its trackers exist, starts the
 // simulator and prints where to look.
-func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, out io.Writer) error {
+func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, run *demoRun, out io.Writer) error {
 	u, err := srv.Auth.CreateUser(ctx, demoLogin, demoPassword, "Demo fleet", "Europe/Berlin")
 	if errors.Is(err, apierr.LoginInUse) {
 		var found bool
@@ -42,16 +43,34 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, out io.W
 	} else if err != nil {
 		return fmt.Errorf("create demo user: %w", err)
 	}
+	if !u.Profile.Demo {
+		u.Profile.Demo = true
+		if u, err = srv.Auth.UpdateUser(ctx, u); err != nil {
+			return fmt.Errorf("mark the demo user: %w", err)
+		}
+	}
 	trackers, err := demo.Seed(ctx, srv.State, u.ID, f.demoTrackers)
 	if err != nil {
 		return fmt.Errorf("seed demo fleet: %w", err)
 	}
 	sim := demo.NewSimulator(srv.State, trackers, demo.SimOptions{Interval: f.demoInterval})
+	run.sim.Store(sim)
 	go func() {
 		if err := sim.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			slog.Error("demo simulator stopped", "err", err)
 		}
 	}()
+	if _, err := demo.SeedNode(ctx, srv.State, u.ID); err != nil {
+		return fmt.Errorf("seed demo node: %w", err)
+	}
+	if url := srv.MQTTURL(); url != "" {
+		node := demo.NewNode(demo.NodeOptions{MQTTURL: url})
+		go func() {
+			if err := node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				slog.Error("demo node stopped", "err", err)
+			}
+		}()
+	}
 	go func() {
 		select {
 		case <-srv.Ready():
@@ -70,10 +89,21 @@ fleetwire demo is running
   REST API      http://%s/v2/user/auth
   events        ws://%s/v2/event/subscription
   OsmAnd ingest http://%s/?id=demo-001&lat=52.52&lon=13.40
+  topic bridge  %s
   admin key     %s
   trackers      %d simulated, reporting every %s
 Press Ctrl+C to stop.
-`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), reachable(srv.OsmandAddr()), f.cfg.AdminKey, n, f.demoInterval)
+`, srv.Addr(), demoLogin, demoPassword, srv.Addr(), srv.Addr(), reachable(srv.OsmandAddr()), bridgeLine(srv),
+		f.cfg.AdminKey, n, f.demoInterval)
+}
+
+// bridgeLine says where the demo IoT node is reached over the topic bridge.
+func bridgeLine(srv *server.Server) string {
+	if srv.MQTTURL() == "" {
+		return "off (no MQTT broker)"
+	}
+	return fmt.Sprintf("ws://%s:%s@%s/auth/%s   (IoT node %s: relay, thermometer, hygrometer)",
+		demoLogin, demoPassword, srv.Addr(), demo.BridgeName, demo.NodeDeviceID)
 }
 
 // reachable turns a listener's address into one a local client can dial:
@@ -93,4 +123,30 @@ func randomKey() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// demoRun links the server's configuration, made before the server
+// starts, to the simulator, started after it.
+type demoRun struct {
+	sim atomic.Pointer[demo.Simulator]
+}
+
+// demoConfig adds what the demo needs to the server's configuration: the
+// demo IoT node behind seed 003's bridge name (unless --bridge-name maps
+// that name already), and real device messages taking their trackers out
+// of the simulation.
+func demoConfig(cfg *server.Config) *demoRun {
+	if cfg.BridgeNames == nil {
+		cfg.BridgeNames = map[string]string{}
+	}
+	if _, ok := cfg.BridgeNames[demo.BridgeName]; !ok {
+		cfg.BridgeNames[demo.BridgeName] = demo.NodeDeviceID
+	}
+	run := &demoRun{}
+	cfg.OnDeviceMessage = func(deviceID string) {
+		if sim := run.sim.Load(); sim != nil {
+			sim.Release(deviceID)
+		}
+	}
+	return run
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -93,6 +94,18 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")
 	fs.StringVar(&f.cfg.NGPListen, "ngp-listen", ":47642", "address of the generic protocol (NGP) HTTP ingest listener (empty disables)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
+	fs.Int64Var(&f.cfg.DealerID, "dealer-id", 1, "the installation's dealer id: user/auth refuses another dealer_id with 102")
+	fs.Func("bridge-name", "NAME=DEVICE: a topic bridge connection to /auth/NAME talks to device DEVICE by default (repeatable)", func(v string) error {
+		name, dev, ok := strings.Cut(v, "=")
+		if name, dev = strings.TrimSpace(name), strings.TrimSpace(dev); !ok || name == "" || dev == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("want NAME=DEVICE, not %q", v)
+		}
+		if f.cfg.BridgeNames == nil {
+			f.cfg.BridgeNames = map[string]string{}
+		}
+		f.cfg.BridgeNames[name] = dev
+		return nil
+	})
 	fs.StringVar(&f.pprofListen, "pprof-listen", "", "address of a net/http/pprof listener for profiling, e.g. 127.0.0.1:6060 (default: none)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON instead of text")
@@ -140,8 +153,12 @@ func runServer(args []string, demo bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if demo && f.cfg.AdminKey == "" {
-		f.cfg.AdminKey = randomKey()
+	var run *demoRun
+	if demo {
+		if f.cfg.AdminKey == "" {
+			f.cfg.AdminKey = randomKey()
+		}
+		run = demoConfig(&f.cfg)
 	}
 	if f.pprofListen != "" {
 		startPprof(f.pprofListen, log)
@@ -151,7 +168,7 @@ func runServer(args []string, demo bool) error {
 		return err
 	}
 	if demo {
-		if err := startDemo(ctx, srv, f, os.Stdout); err != nil {
+		if err := startDemo(ctx, srv, f, run, os.Stdout); err != nil {
 			return err
 		}
 	}

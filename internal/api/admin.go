@@ -31,6 +31,7 @@ type adminUser struct {
 	TimeZone     string  `json:"time_zone"`
 	Blocked      bool    `json:"blocked"`
 	CreationDate *string `json:"creation_date"`
+	profileJSON
 }
 
 type adminUserBody struct {
@@ -44,17 +45,14 @@ type adminUserListBody struct {
 }
 
 func adminUserOf(u *fleet.User) adminUser {
-	tz := u.TimeZone
-	if tz == "" {
-		tz = "UTC"
-	}
 	return adminUser{
 		ID:           u.ID,
 		Login:        u.Login,
 		Title:        u.Title,
-		TimeZone:     tz,
+		TimeZone:     zoneName(u),
 		Blocked:      u.Blocked,
-		CreationDate: dateTime(u.CreatedAt, time.UTC),
+		CreationDate: dateTime(u.CreatedAt, fleet.Dates{Loc: time.UTC}),
+		profileJSON:  profileOf(&u.Profile),
 	}
 }
 
@@ -67,7 +65,8 @@ type adminRoute struct {
 // serveAdmin answers /admin/... after checking the admin key:
 //
 //	GET  /admin/users                      list users
-//	POST /admin/users                      create (login, password, title, time_zone)
+//	POST /admin/users                      create (login, password, title, time_zone, profile fields)
+//	POST /admin/users/{id}/update          change title, time_zone, profile fields (those given)
 //	POST /admin/users/{id}/password        set password (password); ends sessions
 //	POST /admin/users/{id}/end_sessions    end every session of the user
 //	GET  /admin/trackers                   list trackers of every user
@@ -126,6 +125,8 @@ func (x *API) adminRoute(path string) (map[string]adminRoute, int64, error) {
 		}
 		var fn func(ctx context.Context, c *call, id int64) (any, error)
 		switch seg[1] + "/" + seg[3] {
+		case "users/update":
+			fn = x.adminUpdateUser
 		case "users/password":
 			fn = x.adminSetPassword
 		case "users/end_sessions":
@@ -192,11 +193,53 @@ func (x *API) adminCreateUser(ctx context.Context, c *call, _ int64) (any, error
 	if err := checkTimeZone(tz); err != nil {
 		return nil, err
 	}
+	var profile fleet.UserProfile
+	if err := readProfile(c, &profile); err != nil {
+		return nil, err
+	}
 	u, err := x.auth.CreateUser(ctx, login, password, title, tz)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, apierr.LoginInUse
 		}
+		return nil, err
+	}
+	if profile != (fleet.UserProfile{}) {
+		u.Profile = profile
+		if u, err = x.auth.UpdateUser(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	return adminUserBody{Success: true, Value: adminUserOf(u)}, nil
+}
+
+// adminUpdateUser changes the title, time zone and profile fields the
+// call names; the others stay.
+func (x *API) adminUpdateUser(ctx context.Context, c *call, id int64) (any, error) {
+	u, err := x.adminUserExists(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if title, ok, err := c.p.str("title"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := checkTitle("title", title, maxTitleLen); err != nil {
+			return nil, err
+		}
+		u.Title = title
+	}
+	if tz, ok, err := c.p.str("time_zone"); err != nil {
+		return nil, err
+	} else if ok {
+		if err := checkTimeZone(tz); err != nil {
+			return nil, err
+		}
+		u.TimeZone = tz
+	}
+	if err := readProfile(c, &u.Profile); err != nil {
+		return nil, err
+	}
+	if u, err = x.auth.UpdateUser(ctx, u); err != nil {
 		return nil, err
 	}
 	return adminUserBody{Success: true, Value: adminUserOf(u)}, nil
@@ -345,8 +388,15 @@ func (x *API) adminBlock(blocked bool) func(ctx context.Context, c *call, id int
 	}
 }
 
+// adminDeleteTracker corrupts a tracker; a second delete is 252, as the
+// documentation answers tracker/corrupt.
 func (x *API) adminDeleteTracker(ctx context.Context, _ *call, id int64) (any, error) {
 	if _, err := x.adminTracker(id); err != nil {
+		if x.opts.Store != nil {
+			if t, serr := x.opts.Store.Tracker(ctx, id); serr == nil && t.Deleted {
+				return nil, apierr.DeviceCorrupted
+			}
+		}
 		return nil, err
 	}
 	if err := x.reg.Delete(ctx, id); err != nil {

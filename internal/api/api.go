@@ -28,6 +28,10 @@ import (
 // DefaultMaxBody is the request body limit when Options.MaxBody is zero.
 const DefaultMaxBody = 1 << 20
 
+// DefaultDealerID is the installation's dealer id when Options.DealerID
+// is zero.
+const DefaultDealerID = 1
+
 // Options tune the API. Zero values take the defaults noted on each field.
 type Options struct {
 	// AdminKey guards /admin; empty disables the admin surface (every
@@ -43,6 +47,20 @@ type Options struct {
 	// Commander carries output switches and commands to devices; nil
 	// answers those actions with 214.
 	Commander Commander
+	// DealerID is the installation's dealer id (default 1): user/auth
+	// with another dealer_id answers 102, and user/get_info names it as
+	// paas_id.
+	DealerID int64
+	// Store finds trackers the live registry no longer holds, to tell a
+	// corrupted (deleted) tracker from one that never existed (201 or 252
+	// rather than 217 or 204); nil takes every such tracker as never
+	// existing. A store.Store provides it.
+	Store TrackerStore
+}
+
+// TrackerStore looks trackers up by id, deleted ones included.
+type TrackerStore interface {
+	Tracker(ctx context.Context, id int64) (*fleet.Tracker, error)
 }
 
 // authService is what the API needs from sign-in and credentials;
@@ -55,6 +73,7 @@ type authService interface {
 	Users(ctx context.Context) ([]*fleet.User, error)
 	User(ctx context.Context, id int64) (*fleet.User, error)
 	SetPassword(ctx context.Context, userID int64, password string) error
+	UpdateUser(ctx context.Context, u *fleet.User) (*fleet.User, error)
 	EndSessions(ctx context.Context, userID int64) error
 	CreateAPIKey(ctx context.Context, userID int64, title string) (*fleet.Session, error)
 	APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error)
@@ -99,6 +118,9 @@ type call struct {
 	user *fleet.User    // nil for actions without a hash
 	sess *fleet.Session // nil for actions without a hash
 	loc  *time.Location // the user's timezone, UTC without a user
+	// dates is how the answer writes dates: in loc, as ISO 8601 when the
+	// caller asked with iso_datetime or NVX-ISO-DateTime.
+	dates fleet.Dates
 }
 
 // action is one /resource/action handler. It returns the success body (a
@@ -132,6 +154,9 @@ func newAPI(a authService, reg registry, opts Options) *API {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.DealerID <= 0 {
+		opts.DealerID = DefaultDealerID
 	}
 	x := &API{auth: a, reg: reg, opts: opts, log: opts.Logger}
 	if opts.AdminKey != "" {
@@ -219,6 +244,10 @@ func (x *API) invoke(w http.ResponseWriter, r *http.Request, act action) (any, e
 	if err != nil {
 		return nil, err
 	}
+	iso, err := isoDates(r, p)
+	if err != nil {
+		return nil, err
+	}
 	c := &call{r: r, p: p, now: x.opts.Now(), loc: time.UTC}
 	ctx := r.Context()
 	if !act.public {
@@ -239,7 +268,29 @@ func (x *API) invoke(w http.ResponseWriter, r *http.Request, act action) (any, e
 			return nil, apierr.Unexpected.With("the fleet's state is unavailable, try again")
 		}
 	}
+	c.dates = fleet.Dates{Loc: c.loc, ISO: iso}
 	return act.fn(ctx, c)
+}
+
+// isoHeader asks for ISO 8601 dates, as the iso_datetime parameter does.
+const isoHeader = "NVX-ISO-DateTime"
+
+// isoDates reports whether the caller asks for ISO 8601 dates: the
+// iso_datetime parameter, else the NVX-ISO-DateTime header; both take
+// true/false/1/0, anything else is error 5.
+func isoDates(r *http.Request, p *params) (bool, error) {
+	if iso, ok, err := p.bool("iso_datetime"); err != nil || ok {
+		return iso, err
+	}
+	switch h := strings.ToLower(strings.TrimSpace(r.Header.Get(isoHeader))); h {
+	case "":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, apierr.WrongRequestFormat.With(isoHeader + " header")
 }
 
 // checkAdmin reports whether r carries the admin key, as
@@ -260,10 +311,12 @@ func (x *API) checkAdmin(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], x.adminKey[:]) == 1
 }
 
-// errorBody is the documented failure envelope.
+// errorBody is the documented failure envelope; errors names offending
+// parameters where the error carries them.
 type errorBody struct {
-	Success bool        `json:"success"`
-	Status  errorStatus `json:"status"`
+	Success bool                `json:"success"`
+	Status  errorStatus         `json:"status"`
+	Errors  []apierr.ParamError `json:"errors,omitempty"`
 }
 
 type errorStatus struct {
@@ -291,7 +344,7 @@ func (x *API) apiError(r *http.Request, err error) *apierr.Error {
 func (x *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	requestErrors.Inc()
 	e := x.apiError(r, err)
-	x.writeJSON(w, e.HTTPStatus, errorBody{Status: errorStatus{Code: e.Code, Description: e.Description}})
+	x.writeJSON(w, e.HTTPStatus, errorBody{Status: errorStatus{Code: e.Code, Description: e.Description}, Errors: e.Params})
 }
 
 func (x *API) writeJSON(w http.ResponseWriter, status int, v any) {
@@ -327,15 +380,11 @@ type okBody struct {
 
 var success = okBody{Success: true}
 
-// dateTimeLayout is the API's default date/time format.
-const dateTimeLayout = fleet.DateTimeLayout
-
-// dateTime formats t in loc in the API's default format; the zero time is
-// null.
-func dateTime(t time.Time, loc *time.Location) *string {
+// dateTime formats t as d says; the zero time is null.
+func dateTime(t time.Time, d fleet.Dates) *string {
 	if t.IsZero() {
 		return nil
 	}
-	s := t.In(loc).Format(dateTimeLayout)
+	s := d.Format(t)
 	return &s
 }

@@ -54,7 +54,7 @@ func newEnv(t *testing.T, adminKey string) *env {
 	if err := reg.Load(ctx); err != nil {
 		t.Fatalf("load registry: %v", err)
 	}
-	x := New(a, reg, Options{AdminKey: adminKey, MaxBody: 64 << 10, Now: func() time.Time { return testNow }})
+	x := New(a, reg, Options{AdminKey: adminKey, MaxBody: 64 << 10, Now: func() time.Time { return testNow }, Store: st})
 	srv := httptest.NewServer(x.Handler())
 	t.Cleanup(func() {
 		srv.Close()
@@ -224,6 +224,13 @@ func TestUserAuth(t *testing.T) {
 	}
 	wantErr(t, "empty password", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": ""}), 7, 400)
 	wantErr(t, "login of wrong type", e.post("/v2/user/auth", map[string]any{"login": []int{1}, "password": "x"}), 5, 400)
+
+	// dealer_id: the installation's (default 1) signs in, any other is 102.
+	mustOK(t, "own dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": DefaultDealerID}))
+	mustOK(t, "own dealer as text", e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann"}, "dealer_id": {"1"}}))
+	wantErr(t, "other dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": 7}), 102, 400)
+	wantErr(t, "negative dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": -1}), 102, 400)
+	wantErr(t, "dealer of wrong type", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": "x"}), 5, 400)
 }
 
 // TestCallingErrors: unknown paths, methods, malformed and oversized bodies.
@@ -512,7 +519,8 @@ func TestGetStates(t *testing.T) {
 	}
 
 	wantErr(t, "blocked without list_blocked", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, b}}), 208, 403)
-	wantErr(t, "deleted without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, c}}), 217, 400)
+	wantErr(t, "corrupted without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, c}}), 201, 400)
+	wantErr(t, "corrupted and foreign without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{foreign, c}}), 201, 400)
 	wantErr(t, "foreign without allow_not_exist", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{a, foreign}}), 217, 400)
 	wantErr(t, "unknown and blocked", e.post("/v2/tracker/get_states", map[string]any{"hash": hash, "trackers": []int64{b, 424242}, "list_blocked": true}), 217, 400)
 
@@ -639,7 +647,8 @@ func TestAdminTrackers(t *testing.T) {
 	if tr, ok := e.reg.Tracker(id); ok {
 		t.Errorf("deleted tracker still live: %+v", tr)
 	}
-	wantErr(t, "delete twice", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/delete", id), nil), 204, 404)
+	wantErr(t, "delete twice", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/delete", id), nil), 252, 400)
+	wantErr(t, "block deleted", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/block", id), nil), 204, 404)
 	m = mustOK(t, "list after delete", e.admin("GET", "/admin/trackers", nil))
 	if l := m["list"].([]any); len(l) != 0 {
 		t.Errorf("trackers after delete %v", l)

@@ -16,19 +16,24 @@ type Commander interface {
 	Send(ctx context.Context, deviceID, name string, payload json.RawMessage) error
 }
 
-// commandTarget is the caller's tracker the command goes to: 204 for
-// another user's or a missing tracker, 208 for a blocked one.
-func (x *API) commandTarget(c *call) (*fleet.Tracker, error) {
+// commandTarget is the caller's tracker the command goes to: notFound
+// (204 for the output actions, 201 for raw_command/send, as documented)
+// for another user's or a missing tracker, 208 for a blocked one, 213 for
+// one that is not connected (its live state is offline).
+func (x *API) commandTarget(c *call, notFound *apierr.Error) (*fleet.Tracker, error) {
 	id, err := c.p.requiredID("tracker_id")
 	if err != nil {
 		return nil, err
 	}
 	t, ok := x.userTracker(c, id)
 	if !ok {
-		return nil, apierr.EntityNotFound
+		return nil, notFound
 	}
 	if t.Blocked {
 		return nil, apierr.DeviceBlocked
+	}
+	if s, ok := x.reg.State(t.ID); ok && s.ConnectionStatus == fleet.Offline {
+		return nil, apierr.DeviceOffline
 	}
 	if x.opts.Commander == nil {
 		return nil, apierr.NotSupported.With("no command channel is configured")
@@ -52,7 +57,7 @@ func (x *API) rawParam(c *call, name string) (json.RawMessage, bool) {
 
 // trackerOutputSet is tracker/output/set: output (1-based) on or off.
 func (x *API) trackerOutputSet(ctx context.Context, c *call) (any, error) {
-	t, err := x.commandTarget(c)
+	t, err := x.commandTarget(c, apierr.EntityNotFound)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +83,7 @@ func (x *API) trackerOutputSet(ctx context.Context, c *call) (any, error) {
 
 // trackerOutputSetAll is tracker/output/set_all: every output at once.
 func (x *API) trackerOutputSetAll(ctx context.Context, c *call) (any, error) {
-	t, err := x.commandTarget(c)
+	t, err := x.commandTarget(c, apierr.EntityNotFound)
 	if err != nil {
 		return nil, err
 	}
@@ -97,17 +102,21 @@ func (x *API) trackerOutputSetAll(ctx context.Context, c *call) (any, error) {
 // trackerRawCommandSend is tracker/raw_command/send: a text or hex
 // command passed through to the device.
 func (x *API) trackerRawCommandSend(ctx context.Context, c *call) (any, error) {
-	t, err := x.commandTarget(c)
+	t, err := x.commandTarget(c, apierr.NotFound)
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := c.p.requiredStr("command")
-	if err != nil {
-		return nil, err
+	// Parameter errors are answered with the documented "errors" list.
+	cmd, ok, err := c.p.str("command")
+	switch {
+	case err != nil:
+		return nil, apierr.InvalidParameters.WithParam("command", "Not a string")
+	case !ok || cmd == "":
+		return nil, apierr.InvalidParameters.WithParam("command", "Required")
 	}
 	typ, _, err := c.p.str("type")
 	if err != nil {
-		return nil, err
+		return nil, apierr.InvalidParameters.WithParam("type", "Not a string")
 	}
 	switch typ {
 	case "":
@@ -115,14 +124,14 @@ func (x *API) trackerRawCommandSend(ctx context.Context, c *call) (any, error) {
 	case "text":
 	case "hex":
 		if len(cmd)%2 != 0 || strings.Trim(strings.ToLower(cmd), "0123456789abcdef") != "" {
-			return nil, apierr.InvalidParameters.With("command is not hexadecimal")
+			return nil, apierr.InvalidParameters.WithParam("command", "Non-hex string")
 		}
 	default:
-		return nil, apierr.InvalidParameters.With(`type must be "text" or "hex"`)
+		return nil, apierr.InvalidParameters.WithParam("type", `Must be "text" or "hex"`)
 	}
 	reliable, err := c.p.optBool("reliable", true)
 	if err != nil {
-		return nil, err
+		return nil, apierr.InvalidParameters.WithParam("reliable", "Not a boolean")
 	}
 	payload, _ := json.Marshal(map[string]any{"command": cmd, "type": typ, "reliable": reliable})
 	if err := x.opts.Commander.Send(ctx, t.DeviceID, "raw", payload); err != nil {
@@ -134,7 +143,7 @@ func (x *API) trackerRawCommandSend(ctx context.Context, c *call) (any, error) {
 // trackerSendCommand is tracker/send_command: a named command object
 // ({"name": ..., ...}) passed through to the device.
 func (x *API) trackerSendCommand(ctx context.Context, c *call) (any, error) {
-	t, err := x.commandTarget(c)
+	t, err := x.commandTarget(c, apierr.EntityNotFound)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/readings"
@@ -15,6 +16,10 @@ func readingsFilter(c *call) (readings.Filter, error) {
 	st, _, err := c.p.str("sensor_type")
 	if err != nil {
 		return f, err
+	}
+	if st != "" && !readings.ValidSensorType(st) {
+		return f, apierr.InvalidParameters.With("sensor_type " + strconv.Quote(truncate(st, 40)) +
+			" is not a metering or virtual sensor type (" + strings.Join(readings.SensorTypes, ", ") + ")")
 	}
 	inc, err := c.p.optBool("include_components", true)
 	if err != nil {
@@ -43,7 +48,7 @@ func (x *API) trackerReadingsList(_ context.Context, c *call) (any, error) {
 		return nil, apierr.DeviceBlocked
 	}
 	s, _ := x.reg.State(id)
-	body := readings.Of(id, s, f).AppendJSON(make([]byte, 0, 512), c.loc)
+	body := readings.Of(id, s, f).AppendJSONDates(make([]byte, 0, 512), c.dates)
 	// {"inputs":...} → {"success":true,"inputs":...}
 	out := append([]byte(`{"success":true,`), body[1:]...)
 	return json.RawMessage(out), nil
@@ -83,9 +88,17 @@ func (x *API) trackerReadingsBatchList(_ context.Context, c *call) (any, error) 
 		buf = append(buf, '"')
 		buf = strconv.AppendInt(buf, id, 10)
 		buf = append(buf, `":`...)
-		buf = readings.Of(id, s, f).AppendJSON(buf, c.loc)
+		buf = readings.Of(id, s, f).AppendJSONDates(buf, c.dates)
 		n++
 	}
 	buf = append(buf, `},"success":true}`...)
 	return json.RawMessage(buf), nil
+}
+
+// truncate cuts s to n bytes for an error description.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

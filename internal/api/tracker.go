@@ -179,6 +179,16 @@ func (x *API) userTracker(c *call, id int64) (*fleet.Tracker, bool) {
 	return t, true
 }
 
+// corrupted reports whether tracker id is one of the user's that was
+// corrupted (deleted). Store failures count as no.
+func (x *API) corrupted(ctx context.Context, userID, id int64) bool {
+	if x.opts.Store == nil || id <= 0 {
+		return false
+	}
+	t, err := x.opts.Store.Tracker(ctx, id)
+	return err == nil && t.Deleted && t.UserID == userID
+}
+
 // trackerRead is tracker/read.
 func (x *API) trackerRead(_ context.Context, c *call) (any, error) {
 	id, err := c.p.requiredID("tracker_id")
@@ -214,8 +224,8 @@ func (x *API) trackerGetState(_ context.Context, c *call) (any, error) {
 	}
 	return stateBody{
 		Success:  true,
-		UserTime: c.now.In(c.loc).Format(dateTimeLayout),
-		State:    fleet.AppendState(nil, x.stateOf(t), c.loc, false),
+		UserTime: c.dates.Format(c.now),
+		State:    fleet.AppendStateDates(nil, x.stateOf(t), c.dates, false),
 	}, nil
 }
 
@@ -241,10 +251,11 @@ type statesBody struct {
 	NotExist *[]int64        `json:"not_exist,omitempty"`
 }
 
-// trackerGetStates is tracker/get_states. Trackers the user does not have
-// are error 217 unless allow_not_exist lists them; blocked trackers are
-// error 208 unless list_blocked lists them.
-func (x *API) trackerGetStates(_ context.Context, c *call) (any, error) {
+// trackerGetStates is tracker/get_states. Without allow_not_exist, a
+// corrupted (deleted) tracker of the user is error 201 and a tracker the
+// user does not have error 217; with it both are listed in not_exist.
+// Blocked trackers are error 208 unless list_blocked lists them.
+func (x *API) trackerGetStates(ctx context.Context, c *call) (any, error) {
 	ids, ok, err := c.p.int64s("trackers")
 	if err != nil {
 		return nil, err
@@ -267,6 +278,7 @@ func (x *API) trackerGetStates(_ context.Context, c *call) (any, error) {
 		live              []*fleet.Tracker
 		blocked, notExist = []int64{}, []int64{}
 		seen              = make(map[int64]struct{}, len(ids))
+		corrupted         bool
 	)
 	for _, id := range ids {
 		if _, dup := seen[id]; dup {
@@ -277,11 +289,16 @@ func (x *API) trackerGetStates(_ context.Context, c *call) (any, error) {
 		switch {
 		case !ok || t.Deleted || t.UserID != c.user.ID:
 			notExist = append(notExist, id)
+			// Only an error tells corrupted from nonexistent trackers.
+			corrupted = corrupted || (!allowNotExist && x.corrupted(ctx, c.user.ID, id))
 		case t.Blocked:
 			blocked = append(blocked, id)
 		default:
 			live = append(live, t)
 		}
+	}
+	if corrupted && !allowNotExist {
+		return nil, apierr.NotFound.With("a tracker of the list is corrupted")
 	}
 	if len(notExist) > 0 && !allowNotExist {
 		return nil, apierr.NonexistentEntities
@@ -298,12 +315,12 @@ func (x *API) trackerGetStates(_ context.Context, c *call) (any, error) {
 		buf = append(buf, '"')
 		buf = strconv.AppendInt(buf, t.ID, 10)
 		buf = append(buf, '"', ':')
-		buf = fleet.AppendState(buf, x.stateOf(t), c.loc, false)
+		buf = fleet.AppendStateDates(buf, x.stateOf(t), c.dates, false)
 	}
 	buf = append(buf, '}')
 	out := statesBody{
 		Success:  true,
-		UserTime: c.now.In(c.loc).Format(dateTimeLayout),
+		UserTime: c.dates.Format(c.now),
 		States:   buf,
 	}
 	if listBlocked {

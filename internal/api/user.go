@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -41,9 +40,11 @@ func (x *API) userAuth(ctx context.Context, c *call) (any, error) {
 	if password == "" {
 		return nil, apierr.InvalidParameters.With("password is empty")
 	}
-	// dealer_id is accepted and ignored: there is a single dealer.
-	if _, _, err := c.p.int64("dealer_id"); err != nil {
+	// The installation is one dealer: a user never belongs to another.
+	if dealer, ok, err := c.p.int64("dealer_id"); err != nil {
 		return nil, err
+	} else if ok && dealer != x.opts.DealerID {
+		return nil, apierr.WrongLogin
 	}
 	s, err := x.auth.Login(ctx, login, password)
 	if err != nil {
@@ -64,38 +65,45 @@ func (x *API) userLogout(ctx context.Context, c *call) (any, error) {
 	return success, nil
 }
 
+// userInfo is the documented user object.
 type userInfo struct {
 	ID           int64   `json:"id"`
 	Login        string  `json:"login"`
 	Title        string  `json:"title"`
 	CreationDate *string `json:"creation_date,omitempty"`
-	Demo         bool    `json:"demo"`
 	TimeZone     string  `json:"time_zone"`
+	profileJSON
 }
 
 type userInfoBody struct {
 	Success  bool     `json:"success"`
+	PaasID   int64    `json:"paas_id"`
 	UserInfo userInfo `json:"user_info"`
 }
 
-// userGetInfo is user/get_info: the fields of the documented user object
-// that fleetwire keeps.
+// userGetInfo is user/get_info: the documented user object, and the
+// installation's dealer id as paas_id.
 func (x *API) userGetInfo(_ context.Context, c *call) (any, error) {
-	return userInfoBody{Success: true, UserInfo: userInfoOf(c.user, c.loc)}, nil
+	return userInfoBody{Success: true, PaasID: x.opts.DealerID, UserInfo: userInfoOf(c.user, c.dates)}, nil
 }
 
-func userInfoOf(u *fleet.User, loc *time.Location) userInfo {
-	tz := u.TimeZone
-	if tz == "" {
-		tz = "UTC"
-	}
+func userInfoOf(u *fleet.User, d fleet.Dates) userInfo {
 	return userInfo{
 		ID:           u.ID,
 		Login:        u.Login,
 		Title:        u.Title,
-		CreationDate: dateTime(u.CreatedAt, loc),
-		TimeZone:     tz,
+		CreationDate: dateTime(u.CreatedAt, d),
+		TimeZone:     zoneName(u),
+		profileJSON:  profileOf(&u.Profile),
 	}
+}
+
+// zoneName is the user's time zone name, UTC when none is set.
+func zoneName(u *fleet.User) string {
+	if u.TimeZone == "" {
+		return "UTC"
+	}
+	return u.TimeZone
 }
 
 // apiKey is the documented API key object.
@@ -189,7 +197,7 @@ func (x *API) apiKeyDelete(ctx context.Context, c *call) (any, error) {
 }
 
 func apiKeyOf(k *fleet.Session, c *call) apiKey {
-	return apiKey{Hash: k.Hash, CreateDate: dateTime(k.CreatedAt, c.loc), Title: k.Title}
+	return apiKey{Hash: k.Hash, CreateDate: dateTime(k.CreatedAt, c.dates), Title: k.Title}
 }
 
 // checkTitle applies the documented string rules to a title: not empty

@@ -15,6 +15,19 @@ type Error struct {
 	Code        int
 	Description string
 	HTTPStatus  int
+	// Params, when set, name the offending parameters; the REST API
+	// answers them as the "errors" list next to "status".
+	Params []ParamError
+}
+
+// ParamError is one entry of an error answer's "errors" list, as the
+// documentation shows it for tracker/raw_command/send:
+// {"parameter": "command", "error": "Non-hex string"}.
+type ParamError struct {
+	// Parameter is the request parameter's name.
+	Parameter string `json:"parameter"`
+	// Error says what is wrong with it.
+	Error string `json:"error"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("api error %d: %s", e.Code, e.Description) }
@@ -26,6 +39,14 @@ func (e *Error) With(detail string) *Error {
 	if detail != "" {
 		c.Description = e.Description + ": " + detail
 	}
+	return &c
+}
+
+// WithParam returns a copy of e naming parameter as the offending one,
+// with what is wrong with it; the description stays e's own.
+func (e *Error) WithParam(parameter, problem string) *Error {
+	c := *e
+	c.Params = append(append([]ParamError(nil), e.Params...), ParamError{Parameter: parameter, Error: problem})
 	return &c
 }
 

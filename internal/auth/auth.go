@@ -458,6 +458,26 @@ func (s *Service) User(ctx context.Context, id int64) (*fleet.User, error) {
 	return u, nil
 }
 
+// UpdateUser replaces the title, time zone and profile of the user with
+// u.ID and returns the user as stored. An unknown time zone is
+// apierr.InvalidParameters, an unknown user apierr.EntityNotFound. The
+// user's cached credentials are dropped, so the change shows at once on
+// this node (other nodes read it within CacheTTL).
+func (s *Service) UpdateUser(ctx context.Context, u *fleet.User) (*fleet.User, error) {
+	if err := checkTimeZone(u.TimeZone); err != nil {
+		return nil, err
+	}
+	err := s.st.UpdateUser(ctx, u)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("update user: %w: %w", apierr.EntityNotFound.With("user"), err)
+	case err != nil:
+		return nil, dbError("update user", err)
+	}
+	s.evictUser(u.ID)
+	return s.User(ctx, u.ID)
+}
+
 // SetPassword replaces a user's password and ends the user's sessions (API
 // keys stay valid), announcing them with bus.KindLogout. The password
 // rules are CreateUser's; an unknown user is apierr.EntityNotFound.

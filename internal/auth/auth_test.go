@@ -646,3 +646,38 @@ func BenchmarkResolve(b *testing.B) {
 		})
 	}
 }
+
+// TestUpdateUser: a profile change shows at once through a credential
+// whose user is cached.
+func TestUpdateUser(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	u, err := e.svc.CreateUser(ctx, "pat", "pw-pat", "Pat", "UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.svc.Login(ctx, "pat", "pw-pat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := e.svc.Resolve(ctx, s.Hash); err != nil || got.Profile != (fleet.UserProfile{}) {
+		t.Fatalf("Resolve before: %+v %v", got, err)
+	}
+	u.Title, u.TimeZone = "Patricia", "Europe/Rome"
+	u.Profile = fleet.UserProfile{Locale: "it_IT", MeasurementSystem: "imperial", Demo: true, LastName: "Rossi"}
+	got, err := e.svc.UpdateUser(ctx, u)
+	if err != nil || got.Title != "Patricia" || got.Profile != u.Profile || got.Login != "pat" || got.PasswordHash == "" {
+		t.Fatalf("UpdateUser = %+v, %v", got, err)
+	}
+	if got, _, err := e.svc.Resolve(ctx, s.Hash); err != nil || got.Profile != u.Profile || got.TimeZone != "Europe/Rome" {
+		t.Fatalf("Resolve after: %+v %v", got, err)
+	}
+	u.TimeZone = "Mars/Olympus"
+	if _, err := e.svc.UpdateUser(ctx, u); !errors.Is(err, apierr.InvalidParameters) {
+		t.Errorf("unknown zone: %v", err)
+	}
+	u.ID, u.TimeZone = u.ID+100, ""
+	if _, err := e.svc.UpdateUser(ctx, u); !errors.Is(err, apierr.EntityNotFound) {
+		t.Errorf("unknown user: %v", err)
+	}
+}

@@ -114,6 +114,11 @@ type Options struct {
 	// WriteTimeout bounds every write to a client; a client that takes in
 	// nothing for this long is closed (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// Names maps bridge names, the path element after /auth/ or /bridge/
+	// ("clown-talk-server_nodes_bridge_0"), to the device id of the node
+	// a connection to that name talks to by default. A name that is not
+	// here but is one of the user's device ids names that device.
+	Names map[string]string
 	// CheckOrigin decides whether a browser page of another origin may
 	// connect. The default admits requests without an Origin header, of
 	// the same origin, and those authenticated with ?hash=; cross-origin
@@ -348,16 +353,26 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	topic := device + "/" + path
-	var frame []byte
+	// Connections whose default node sent it get the node's own topic
+	// (path); the others the device's bridge topic. Each is encoded once.
+	var frame, nodeFrame []byte
 	deliver := func(u *userConns) {
 		for c := range u.conns {
-			if !c.wants(topic) {
+			node := c.node() == device
+			if !c.wants(topic) && !(node && c.wants(path)) {
 				continue
 			}
-			if frame == nil {
+			switch {
+			case node && nodeFrame == nil:
+				nodeFrame = encodeFrame(path, m.Payload())
+			case !node && frame == nil:
 				frame = encodeFrame(topic, m.Payload())
 			}
-			c.push(frame)
+			if node {
+				c.push(nodeFrame)
+			} else {
+				c.push(frame)
+			}
 		}
 	}
 	b.mu.RLock()
@@ -415,6 +430,34 @@ func (b *Bridge) tracker(uid int64, device string) (*fleet.Tracker, bool) {
 		}
 	}
 	return nil, false
+}
+
+// defaultNode is the device a new connection of user uid to the bridge
+// name talks to when a topic names no device: the device Options.Names
+// maps the name to, or the device whose id is the name, if it is the
+// user's; else the user's only IoT node (model fleet.NodeModel); else
+// none ("").
+func (b *Bridge) defaultNode(uid int64, name string) string {
+	if name != "" {
+		dev, ok := b.opts.Names[name]
+		if !ok {
+			dev = name
+		}
+		if _, own := b.tracker(uid, dev); own {
+			return dev
+		}
+	}
+	node := ""
+	for _, t := range b.opts.Devices.Trackers(uid) {
+		if t.Model != fleet.NodeModel || t.Deleted || t.UserID != uid || t.DeviceID == "" {
+			continue
+		}
+		if node != "" {
+			return "" // more than one: the client must choose
+		}
+		node = t.DeviceID
+	}
+	return node
 }
 
 // deviceIDs lists the user's device ids.

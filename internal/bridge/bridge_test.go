@@ -143,6 +143,7 @@ func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 	mux := http.NewServeMux()
 	mux.Handle("/bridge", f.br)
 	mux.Handle("/bridge/", f.br)
+	mux.Handle("/auth/", f.br)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		f.br.Close()
@@ -182,19 +183,41 @@ func (f *fixture) user(name string) (u *fleet.User, login, device string) {
 
 func (f *fixture) device(uid int64, name string) string {
 	f.t.Helper()
+	return f.deviceOf(uid, name, "")
+}
+
+// node creates an IoT node (model fleet.NodeModel) of user uid.
+func (f *fixture) node(uid int64, name string) string {
+	f.t.Helper()
+	return f.deviceOf(uid, name, fleet.NodeModel)
+}
+
+func (f *fixture) deviceOf(uid int64, name, model string) string {
+	f.t.Helper()
 	dev := "dev-" + name + "-" + f.id + "-" + uniq()
-	if _, err := f.reg.CreateTracker(f.ctx, &fleet.Tracker{Label: name, UserID: uid, DeviceID: dev}); err != nil {
+	f.trackerOf(uid, dev, model)
+	return dev
+}
+
+// trackerOf creates a tracker of user uid with device id dev.
+func (f *fixture) trackerOf(uid int64, dev, model string) {
+	f.t.Helper()
+	if _, err := f.reg.CreateTracker(f.ctx, &fleet.Tracker{Label: dev, UserID: uid, DeviceID: dev, Model: model}); err != nil {
 		f.t.Fatal(err)
 	}
-	return dev
 }
 
 // url is the bridge URL with userinfo, as a page would write it.
 func (f *fixture) url(userinfo *url.Userinfo, query string) string {
+	return f.urlAt("/bridge/clown-talk-server_nodes_bridge_0", userinfo, query)
+}
+
+// urlAt is url with another path.
+func (f *fixture) urlAt(path string, userinfo *url.Userinfo, query string) string {
 	u, _ := url.Parse(f.srv.URL)
 	u.Scheme = "ws"
 	u.User = userinfo
-	u.Path = "/bridge/clown-talk-server_nodes_bridge_0"
+	u.Path = path
 	u.RawQuery = query
 	return u.String()
 }
@@ -226,7 +249,13 @@ type client struct {
 
 func (f *fixture) connect(userinfo *url.Userinfo, query string) *client {
 	f.t.Helper()
-	conn, resp, err := dial(f.url(userinfo, query))
+	return f.connectTo(f.url(userinfo, query))
+}
+
+// connectTo dials a bridge URL (see urlAt).
+func (f *fixture) connectTo(rawURL string) *client {
+	f.t.Helper()
+	conn, resp, err := dial(rawURL)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -418,7 +447,7 @@ func TestConfigFrameAnsweredOnTopic(t *testing.T) {
 		t.Fatalf("config answered on %q", topic)
 	}
 	c.send("config/set", map[string]any{"subscribe": []string{"x/#"}})
-	c.expect("config", `{"devices":[`+`"`+f.reg.Trackers(0)[0].DeviceID+`"],"ok":true,"subscribe":["x/#"]}`)
+	c.expect("config", `{"devices":[`+`"`+f.reg.Trackers(0)[0].DeviceID+`"],"node":null,"ok":true,"subscribe":["x/#"]}`)
 	c.send("clown.talk/-/config/set", []int{1})
 	c.expectError(7)
 	c.send("clown.talk/-/config/set", map[string]any{"subscribe": "x"})

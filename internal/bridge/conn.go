@@ -32,9 +32,11 @@ type conn struct {
 	ws   *websocket.Conn
 	cred *credential
 
-	// patterns is written by the read loop only and read by the MQTT
-	// callback.
+	// patterns and nodeID are written by the read loop only and read by
+	// the MQTT callback. nodeID is the device id of the default node that
+	// topics without a device id go to; "" for none.
 	patterns atomic.Pointer[[]string]
+	nodeID   atomic.Pointer[string]
 
 	mu         sync.Mutex
 	ring       [][]byte
@@ -49,7 +51,7 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-func newConn(b *Bridge, ws *websocket.Conn, cred *credential) *conn {
+func newConn(b *Bridge, ws *websocket.Conn, cred *credential, node string) *conn {
 	c := &conn{
 		b:    b,
 		ws:   ws,
@@ -60,8 +62,12 @@ func newConn(b *Bridge, ws *websocket.Conn, cred *credential) *conn {
 	}
 	all := []string{"#"}
 	c.patterns.Store(&all)
+	c.nodeID.Store(&node)
 	return c
 }
+
+// node is the device id of the connection's default node, or "".
+func (c *conn) node() string { return *c.nodeID.Load() }
 
 // wants reports whether the client's patterns match a bridge topic.
 func (c *conn) wants(topic string) bool {
@@ -275,7 +281,9 @@ func (c *conn) ownsFirstLevel(topic string) bool {
 }
 
 // command publishes ["<device>/<path>/set", payload] to
-// fleetwire/<device>/node/<path>/set.
+// fleetwire/<device>/node/<path>/set. A topic whose first level is not
+// one of the user's devices goes to the default node, as
+// ["<path>/set", payload].
 func (c *conn) command(topic string, payload json.RawMessage, msg []byte) {
 	if strings.ContainsAny(topic, "+#") {
 		c.sendError(apierr.InvalidParameters.With("wildcards are not allowed in a command topic"), msg)
@@ -286,14 +294,23 @@ func (c *conn) command(topic string, payload json.RawMessage, msg []byte) {
 		return
 	}
 	dev, rest, _ := strings.Cut(topic, "/")
+	t, ok := c.b.tracker(c.cred.user.ID, dev)
+	if !ok {
+		node := c.node()
+		if node == "" {
+			c.sendError(apierr.AccessDenied.With("no device "+quote(dev)+" of yours, and no default node"+
+				" (name one in the config frame: {\"node\": \"<device>\"})"), msg)
+			return
+		}
+		if t, ok = c.b.tracker(c.cred.user.ID, node); !ok {
+			c.sendError(apierr.AccessDenied.With("the default node "+quote(node)+" is no longer yours"), msg)
+			return
+		}
+		dev, rest = node, topic
+	}
 	path := strings.TrimSuffix(rest, "/set")
 	if rest == "set" || path == "" {
 		c.sendError(apierr.InvalidParameters.With("a command topic is <device>/<path>/set"), msg)
-		return
-	}
-	t, ok := c.b.tracker(c.cred.user.ID, dev)
-	if !ok {
-		c.sendError(apierr.AccessDenied.With("no device "+quote(dev)+" of yours"), msg)
 		return
 	}
 	if t.Blocked {
@@ -319,35 +336,61 @@ func (c *conn) command(topic string, payload json.RawMessage, msg []byte) {
 // config is the payload of a config frame.
 type config struct {
 	Subscribe *[]string `json:"subscribe"`
+	// Node is the raw "node" member: a device id, or null for none.
+	Node json.RawMessage `json:"node"`
 }
 
 // configure answers a config frame with ["<topic without /set>",
-// {"ok": true, "subscribe": [...], "devices": [...]}].
+// {"ok": true, "subscribe": [...], "devices": [...], "node": ...}].
 func (c *conn) configure(topic string, payload json.RawMessage, msg []byte) {
 	var cfg config
 	switch {
 	case string(payload) == "null":
 	case len(payload) > 0 && payload[0] == '{':
 		if err := json.Unmarshal(payload, &cfg); err != nil {
-			c.sendError(apierr.InvalidParameters.With(`config: "subscribe" is a list of topic patterns`), msg)
+			c.sendError(apierr.InvalidParameters.With(`config: "subscribe" is a list of topic patterns and "node" a device id`), msg)
 			return
 		}
 	default:
 		c.sendError(apierr.InvalidParameters.With("config: the payload is an object"), msg)
 		return
 	}
+	node, setNode := c.node(), cfg.Node != nil
+	if setNode {
+		node = "" // null clears the default node
+		if err := json.Unmarshal(cfg.Node, &node); err != nil {
+			c.sendError(apierr.InvalidParameters.With(`config: "node" is a device id or null`), msg)
+			return
+		}
+		if _, own := c.b.tracker(c.cred.user.ID, node); node != "" && !own {
+			c.sendError(apierr.AccessDenied.With("no device "+quote(node)+" of yours"), msg)
+			return
+		}
+	}
+	var ps []string
 	if cfg.Subscribe != nil {
-		ps, err := c.checkPatterns(*cfg.Subscribe)
-		if err != nil {
+		var err *apierr.Error
+		if ps, err = c.checkPatterns(*cfg.Subscribe); err != nil {
 			c.sendError(err, msg)
 			return
 		}
+	}
+	// Both changes or neither.
+	if setNode {
+		c.nodeID.Store(&node)
+	}
+	if ps != nil {
 		c.patterns.Store(&ps)
+	}
+	var nodeJSON *string
+	if node != "" {
+		nodeJSON = &node
 	}
 	c.push(encodeJSONFrame(strings.TrimSuffix(topic, "/set"), map[string]any{
 		"ok":        true,
 		"subscribe": *c.patterns.Load(),
 		"devices":   c.b.deviceIDs(c.cred.user.ID),
+		"node":      nodeJSON,
 	}))
 }
 

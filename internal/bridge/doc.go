@@ -5,8 +5,9 @@
 //
 // # Connecting
 //
-// The endpoint is mounted at /bridge (anything after /bridge/ is ignored,
-// so wss://host/bridge/any/name works). Credentials, checked before the
+// The endpoint is mounted at /bridge and at /auth/<bridge-name>, the path
+// of the seed's Clown.Hub client (wss://host/auth/clown-talk-server_nodes_bridge_0);
+// /bridge/<bridge-name> works too. Credentials, checked before the
 // upgrade:
 //
 //   - HTTP basic auth with login and password: what a client sends for
@@ -34,6 +35,28 @@
 //	MQTT    fleetwire/dev-1/node/thermometer/0:1/temperature
 //
 // A client only ever reads and writes topics of its user's own devices.
+//
+// # The default node
+//
+// A connection may have a default node: one of the user's devices, which
+// topics without a device id address, as a Clown.Hub client writes them
+// (["relay/i2c0-3b/set", {"state": false}]). It is, in this order:
+//
+//  1. the device named by the last config frame with a "node" member
+//     (["clown.talk/-/config/set", {"node": "<device_id>"}]; null clears it);
+//  2. before any such frame, the device of the bridge name: the device
+//     Options.Names maps the name to, else the device whose id is the name,
+//     if it is one of the user's;
+//  3. else the user's only IoT node (a tracker of model fleet.NodeModel,
+//     "iot_node"); a user with several has no default node.
+//
+// A topic whose first level is one of the user's device ids keeps
+// addressing that device; any other topic goes to the default node. Data
+// of the default node arrives under the node's own topic, without the
+// device id (["relay/i2c0-3b", {"state": false}]); data of the user's
+// other devices keeps the device id in front. Subscription patterns match
+// either form. Without a default node, a topic that names no device of the
+// user is refused with 11.
 //
 // # Frames from the server
 //
@@ -68,10 +91,14 @@
 // Config: a topic ending in config/set whose first level is not one of the
 // user's devices, e.g. ["clown.talk/-/config/set", {}]. Usually the first
 // frame, accepted at any time. The payload is an object (or null); its
-// optional key "subscribe" replaces the connection's patterns. The answer
-// is on the topic without /set:
+// optional key "subscribe" replaces the connection's patterns, its
+// optional key "node" sets the default node (a device id of the user's,
+// or null for none; another user's device is 11). The answer is on the
+// topic without /set:
 //
-//	["clown.talk/-/config", {"ok": true, "subscribe": ["#"], "devices": ["dev-1", ...]}]
+//	["clown.talk/-/config", {"ok": true, "subscribe": ["#"], "devices": ["dev-1", ...], "node": "dev-1"}]
+//
+// where "node" is the default node, or null.
 //
 // Patterns are MQTT-style over bridge topics: "+" matches one level, "#"
 // as the last level any number of levels (including none). A new

@@ -13,7 +13,7 @@ import (
 
 func TestQueueDropsOldest(t *testing.T) {
 	b := New(Options{QueueLen: 4, QueueBytes: 100, Devices: trackersOnly{}})
-	c := newConn(b, nil, &credential{})
+	c := newConn(b, nil, &credential{}, "")
 	d0 := mDropped.Value()
 	for i := range 10 {
 		c.push([]byte(fmt.Sprint(i)))

@@ -95,9 +95,22 @@ func sameOrigin(r *http.Request) bool {
 	return strings.EqualFold(u.Host, r.Host)
 }
 
+// Name returns the bridge name a request path carries: what follows
+// "/auth/" or "/bridge/" ("/auth/clown-talk-server_nodes_bridge_0" →
+// "clown-talk-server_nodes_bridge_0"), or "" for none.
+func Name(path string) string {
+	for _, prefix := range [...]string{"/auth/", "/bridge/"} {
+		if rest, ok := strings.CutPrefix(path, prefix); ok {
+			return strings.Trim(rest, "/")
+		}
+	}
+	return ""
+}
+
 // ServeHTTP authenticates the request and upgrades it to a bridge
-// connection. Mount it at /bridge and /bridge/; anything after the prefix
-// is ignored. Bad or missing credentials get 401 with a basic-auth
+// connection. Mount it at /bridge, /bridge/ and /auth/; the rest of the
+// path is the bridge name (see Name), which may choose the connection's
+// default node. Bad or missing credentials get 401 with a basic-auth
 // challenge before any upgrade.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.RLock()
@@ -139,13 +152,13 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.endSession(cred)
 		return
 	}
-	c := newConn(b, ws, cred)
+	c := newConn(b, ws, cred, b.defaultNode(cred.user.ID, Name(r.URL.Path)))
 	if !b.add(c) {
 		c.closeWith(1001, "server shutting down")
 		b.endSession(cred)
 		return
 	}
-	b.log.Debug("bridge: connected", "user_id", cred.user.ID, "remote", r.RemoteAddr)
+	b.log.Debug("bridge: connected", "user_id", cred.user.ID, "remote", r.RemoteAddr, "node", c.node())
 	c.serve()
 	b.remove(c)
 	b.endSession(cred)

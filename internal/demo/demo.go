@@ -62,15 +62,23 @@ type SimOptions struct {
 var berlin = fleet.Location{Lat: 52.52, Lng: 13.405}
 
 // Simulator moves trackers along closed routes and reports their fixes to
-// the registry.
+// the registry. A tracker whose device reports for real (see Release)
+// leaves the simulation for good and stays where it reported.
 type Simulator struct {
 	reg      *state.Registry
 	opts     SimOptions
 	vehicles []*vehicle
+	byDevice map[string]*vehicle
 }
 
 // vehicle is one simulated tracker.
 type vehicle struct {
+	// mu is held while the vehicle reports, so that Release and a
+	// report never cross: once Release returns, no simulated fix of the
+	// vehicle follows.
+	mu       sync.Mutex
+	released bool
+
 	deviceID string
 	route    *route
 	pos      float64 // metres along the route
@@ -99,7 +107,7 @@ func NewSimulator(reg *state.Registry, trackers []*fleet.Tracker, opts SimOption
 		opts.Logger = slog.Default()
 	}
 	routes := makeRoutes(4)
-	s := &Simulator{reg: reg, opts: opts}
+	s := &Simulator{reg: reg, opts: opts, byDevice: make(map[string]*vehicle, len(trackers))}
 	for i, t := range trackers {
 		rng := rand.New(rand.NewPCG(uint64(i)+1, 0x5eed))
 		r := routes[i%len(routes)]
@@ -122,8 +130,28 @@ func NewSimulator(reg *state.Registry, trackers []*fleet.Tracker, opts SimOption
 			v.left = 40 + rng.IntN(60)
 		}
 		s.vehicles = append(s.vehicles, v)
+		s.byDevice[v.deviceID] = v
 	}
 	return s
+}
+
+// Release takes the tracker of deviceID out of the simulation for good,
+// because its device reports for real: call it before applying the
+// device's own message, and no simulated fix overwrites it. It reports
+// whether the device was simulated until now. Safe for concurrent use.
+func (s *Simulator) Release(deviceID string) bool {
+	v, ok := s.byDevice[deviceID]
+	if !ok {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.released {
+		return false
+	}
+	v.released = true
+	s.opts.Logger.Info("demo: a real device reported; it leaves the simulation", "device", deviceID)
+	return true
 }
 
 // Run reports a fix for every tracker at once and then every Interval,
@@ -155,19 +183,29 @@ func (s *Simulator) run(ctx context.Context, vehicles []*vehicle) {
 			if ctx.Err() != nil {
 				return
 			}
-			_, err := s.reg.Apply(ctx, v.step(dt))
-			switch {
-			case err == nil, errors.Is(err, state.ErrBlocked), errors.Is(err, state.ErrUnknownDevice):
-				// A blocked or deleted demo tracker just stays quiet.
-			default:
-				s.opts.Logger.Warn("demo: apply fix", "device", v.deviceID, "err", err)
-			}
+			s.report(ctx, v, dt)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// report applies v's next fix, unless v was released.
+func (s *Simulator) report(ctx context.Context, v *vehicle, dt float64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.released {
+		return
+	}
+	_, err := s.reg.Apply(ctx, v.step(dt))
+	switch {
+	case err == nil, errors.Is(err, state.ErrBlocked), errors.Is(err, state.ErrUnknownDevice):
+		// A blocked or deleted demo tracker just stays quiet.
+	default:
+		s.opts.Logger.Warn("demo: apply fix", "device", v.deviceID, "err", err)
 	}
 }
 

@@ -162,6 +162,62 @@ func TestRunSkipsBlocked(t *testing.T) {
 	}
 }
 
+// TestReleaseStopsReports: a released tracker gets no simulated fix
+// after Release returns, while the others go on.
+func TestReleaseStopsReports(t *testing.T) {
+	ctx := context.Background()
+	reg, b, uid := newRegistry(t)
+	trackers, err := Seed(ctx, reg, uid, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := NewSimulator(reg, trackers, SimOptions{Interval: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	var mu sync.Mutex
+	after := map[int64]int{} // states published after the release
+	released := false
+	defer b.Subscribe(func(m *bus.Message) {
+		mu.Lock()
+		if released && m.Kind == bus.KindState {
+			after[m.TrackerID]++
+		}
+		mu.Unlock()
+	})()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sim.Run(rctx) }()
+	for {
+		if s, _ := reg.State(trackers[0].ID); s.GPS.Location != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !sim.Release(trackers[0].DeviceID) {
+		t.Fatal("Release of a simulated device reported false")
+	}
+	mu.Lock()
+	released = true
+	mu.Unlock()
+	if sim.Release(trackers[0].DeviceID) || sim.Release("not-simulated") {
+		t.Error("a second Release, or one of an unknown device, reported true")
+	}
+	for {
+		mu.Lock()
+		n := after[trackers[1].ID]
+		mu.Unlock()
+		if n >= 10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if n := after[trackers[0].ID]; n != 0 {
+		t.Errorf("the released tracker got %d simulated fixes", n)
+	}
+}
+
 // TestStepStatuses drives the simulation without a clock and checks that
 // the stopping vehicles go through moving, stopped and parked.
 func TestStepStatuses(t *testing.T) {

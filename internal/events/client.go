@@ -792,7 +792,9 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 
 // pushReadings queues a readings_batch event: data is an array holding
 // one readings batch object, tracker id → readings changed since the last
-// event sent to this client.
+// event sent to this client. The answer to a new subscription (always)
+// holds every non-blocked tracker, with empty lists where it has no
+// readings, as tracker/readings/batch_list does.
 func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bool) {
 	buf := appendEventHead(make([]byte, 0, 512), TypeReadingsBatch, now, c.loc)
 	buf = append(buf, `[{`...)
@@ -803,16 +805,18 @@ func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bo
 			continue
 		}
 		s, ok := c.hub.dir.State(id)
-		if !ok {
+		if !ok && !always {
 			continue
 		}
 		f := b.filter
 		f.Since = b.lastSent[id]
 		r := readings.Of(id, s, f)
-		if r.Empty() {
+		if r.Empty() && !always {
 			continue
 		}
-		b.lastSent[id] = latest(s)
+		if ok {
+			b.lastSent[id] = latest(s)
+		}
 		if n > 0 {
 			buf = append(buf, ',')
 		}

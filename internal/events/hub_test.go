@@ -431,9 +431,22 @@ func TestParseRateLimit(t *testing.T) {
 			t.Errorf("ParseRateLimit(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "soon", "-1s", "5 s", "48h", "1e999"} {
+	for _, in := range []string{"", "soon", "-1s", "5 s", "48h", "1e999", "NaN", "-1", "86401"} {
 		if _, err := ParseRateLimit(in); err == nil {
 			t.Errorf("ParseRateLimit(%q) accepted", in)
+		}
+	}
+	// In a request, a JSON number is seconds too.
+	for raw, want := range map[string]time.Duration{`"5s"`: 5 * time.Second, `5`: 5 * time.Second, `0.25`: 250 * time.Millisecond, `0`: 0} {
+		got, err := rateLimit(json.RawMessage(raw))
+		if err != nil || got != want {
+			t.Errorf("rateLimit(%s) = %v, %v; want %v", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{`-1`, `1e9`, `true`, `{}`, `[5]`} {
+		_, err := rateLimit(json.RawMessage(raw))
+		if err == nil || !strings.Contains(err.Error(), "rate_limit") {
+			t.Errorf("rateLimit(%s): %v, want an error naming rate_limit", raw, err)
 		}
 	}
 }
@@ -444,6 +457,8 @@ func FuzzParseAction(f *testing.F) {
 		`{"action":"subscribe","hash":"x","requests":[{"type":"state_batch","target":{"type":"selected","tracker_ids":[1]},"rate_limit":"5s","format":"compact"}]}`,
 		`{"action":"unsubscribe","hash":"x","trackers":[1],"events":["state"]}`,
 		`{"action":"subscribe","hash":"x","requests":[{"type":"iot_monitor","target":{"type":"selected","tracker_ids":[1]}}]}`,
+		`{"action":"subscribe","hash":"x","requests":[{"type":"readings_batch","target":{"type":"all"},"rate_limit":2.5,"sensor_type":"fuel"}]}`,
+		`{"action":"subscribe","hash":"x","requests":[{"type":"state","trackers":[1,null]}]}`,
 		`[]`, `null`, `{"action":null}`,
 	} {
 		f.Add([]byte(s))

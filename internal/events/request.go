@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/readings"
 )
 
 // Subscription types a request can name.
@@ -63,19 +64,20 @@ type Request struct {
 // action name.
 func ActionName(name string) string { return "subscription/" + name }
 
+// Tracker lists are read as pointers so that a null item is seen.
 type wireTarget struct {
-	Type       string  `json:"type"`
-	TrackerIDs []int64 `json:"tracker_ids"`
+	Type       string   `json:"type"`
+	TrackerIDs []*int64 `json:"tracker_ids"`
 }
 
 type wireRequest struct {
-	Type              string      `json:"type"`
-	Trackers          []int64     `json:"trackers"`
-	Target            *wireTarget `json:"target"`
-	RateLimit         *string     `json:"rate_limit"`
-	Format            *string     `json:"format"`
-	SensorType        *string     `json:"sensor_type"`
-	IncludeComponents *bool       `json:"include_components"`
+	Type              string          `json:"type"`
+	Trackers          []*int64        `json:"trackers"`
+	Target            *wireTarget     `json:"target"`
+	RateLimit         json.RawMessage `json:"rate_limit"`
+	Format            *string         `json:"format"`
+	SensorType        *string         `json:"sensor_type"`
+	IncludeComponents *bool           `json:"include_components"`
 }
 
 type wireAction struct {
@@ -149,10 +151,14 @@ func ParseAction(msg []byte) (*Action, error) {
 	case len(w.Trackers) > 0 || len(w.Events) > 0:
 		// The deprecated form: {"trackers": [...], "events": ["state"]}.
 		a.Raw = deprecatedData(w.Trackers, w.Events)
-		var ids []int64
+		var list []*int64
 		var evs []string
-		if err := json.Unmarshal(orNull(w.Trackers), &ids); err != nil || ids == nil {
+		if err := json.Unmarshal(orNull(w.Trackers), &list); err != nil || list == nil {
 			return nil, fail(apierr.InvalidParameters.With("trackers must be an array of tracker ids"), a.Raw)
+		}
+		ids, err := trackerIDs("trackers", list)
+		if err != nil {
+			return nil, fail(apierr.InvalidParameters.With(err.Error()), a.Raw)
 		}
 		if err := json.Unmarshal(orNull(w.Events), &evs); err != nil || len(evs) == 0 {
 			return nil, fail(apierr.InvalidParameters.With("events must be a non-empty array"), a.Raw)
@@ -191,7 +197,11 @@ func parseRequest(w *wireRequest) (Request, error) {
 			if w.Target.TrackerIDs == nil {
 				return errors.New("target.tracker_ids is required for selected")
 			}
-			r.Target.TrackerIDs = w.Target.TrackerIDs
+			ids, err := trackerIDs("target.tracker_ids", w.Target.TrackerIDs)
+			if err != nil {
+				return err
+			}
+			r.Target.TrackerIDs = ids
 			if max > 0 && len(r.Target.TrackerIDs) > max {
 				return fmt.Errorf("at most %d trackers", max)
 			}
@@ -201,10 +211,10 @@ func parseRequest(w *wireRequest) (Request, error) {
 		return nil
 	}
 	parseRate := func() error {
-		if w.RateLimit == nil {
+		if len(w.RateLimit) == 0 || isNull(w.RateLimit) {
 			return nil
 		}
-		d, err := ParseRateLimit(*w.RateLimit)
+		d, err := rateLimit(w.RateLimit)
 		if err != nil {
 			return err
 		}
@@ -216,7 +226,11 @@ func parseRequest(w *wireRequest) (Request, error) {
 		if w.Trackers == nil {
 			return r, errors.New("trackers is required")
 		}
-		r.Trackers = w.Trackers
+		ids, err := trackerIDs("trackers", w.Trackers)
+		if err != nil {
+			return r, err
+		}
+		r.Trackers = ids
 	case TypeStateBatch:
 		if err := parseTarget(0); err != nil {
 			return r, err
@@ -231,7 +245,10 @@ func parseRequest(w *wireRequest) (Request, error) {
 		if err := parseRate(); err != nil {
 			return r, err
 		}
-		if w.SensorType != nil {
+		if w.SensorType != nil && *w.SensorType != "" {
+			if !readings.ValidSensorType(*w.SensorType) {
+				return r, fmt.Errorf("sensor_type %q is not a metering or virtual sensor type", truncate(*w.SensorType, 32))
+			}
 			r.SensorType = *w.SensorType
 		}
 		if w.IncludeComponents != nil {
@@ -255,9 +272,24 @@ func parseRequest(w *wireRequest) (Request, error) {
 	return r, nil
 }
 
+// trackerIDs takes a tracker list without null items.
+func trackerIDs(field string, list []*int64) ([]int64, error) {
+	ids := make([]int64, len(list))
+	for i, p := range list {
+		if p == nil {
+			return nil, fmt.Errorf("%s[%d] is null", field, i)
+		}
+		ids[i] = *p
+	}
+	return ids, nil
+}
+
 // MaxIoTMonitorTrackers is the most trackers one iot_monitor subscription
 // may select.
 const MaxIoTMonitorTrackers = 10
+
+// MaxRateLimit is the longest rate_limit accepted.
+const MaxRateLimit = 24 * time.Hour
 
 // ParseRateLimit reads a rate_limit timespan: a number with a unit
 // ("500ms", "5s", "1m", "1h30m"), or a bare number of seconds.
@@ -271,12 +303,34 @@ func ParseRateLimit(s string) (time.Duration, error) {
 		if _, serr := fmt.Sscanf(s, "%g", &secs); serr != nil || fmt.Sprint(secs) != s {
 			return 0, fmt.Errorf("rate_limit %q is not a timespan like \"5s\" or \"500ms\"", truncate(s, 32))
 		}
-		d = time.Duration(secs * float64(time.Second))
+		return seconds(secs, s)
 	}
-	if d < 0 || d > 24*time.Hour {
+	if d < 0 || d > MaxRateLimit {
 		return 0, fmt.Errorf("rate_limit %q is out of range", truncate(s, 32))
 	}
 	return d, nil
+}
+
+// rateLimit reads the rate_limit member: a timespan string, or a JSON
+// number of seconds (5, 0.5).
+func rateLimit(raw json.RawMessage) (time.Duration, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return ParseRateLimit(s)
+	}
+	var secs float64
+	if err := json.Unmarshal(raw, &secs); err != nil {
+		return 0, fmt.Errorf("rate_limit must be a timespan like \"5s\" or a number of seconds, not %s", truncate(string(raw), 32))
+	}
+	return seconds(secs, string(raw))
+}
+
+// seconds turns a number of seconds into a rate limit within range.
+func seconds(secs float64, text string) (time.Duration, error) {
+	if !(secs >= 0 && secs <= MaxRateLimit.Seconds()) { // NaN too
+		return 0, fmt.Errorf("rate_limit %s is out of range", truncate(text, 32))
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 func isNull(b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }

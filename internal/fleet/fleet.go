@@ -17,6 +17,41 @@ type User struct {
 	TimeZone     string // IANA name, e.g. "Europe/Berlin"; empty means UTC
 	Blocked      bool
 	CreatedAt    time.Time
+	Profile      UserProfile
+}
+
+// UserProfile is what the API's user object tells about a user beyond
+// login, title and time zone: contact, preferences, legal and address
+// details. The zero profile is a verified, non-demo user with every
+// preference at its default: an empty preference means "not set", and
+// the API shows its default for it.
+type UserProfile struct {
+	Phone string
+	// Locale is "language[_country]", e.g. "en_US".
+	Locale string
+	// Demo marks a demo account.
+	Demo bool
+	// Unverified is set for a user whose email is not verified; users
+	// an operator creates are verified.
+	Unverified bool
+	// LegalType is "individual", "legal_entity" or "sole_trader".
+	LegalType string
+	// DefaultGeocoder is "google", "yandex", "progorod", "osm" or
+	// "locationiq"; RouteProvider "progorod", "google" or "osrm".
+	DefaultGeocoder, RouteProvider string
+	// MeasurementSystem is "metric", "imperial", "us", "metric_gal_us" or
+	// "nautical".
+	MeasurementSystem string
+	// DateFormat ("ddMMyyyy_dots", ...) and HourMode
+	// ("TWENTY_FOUR_HOURS", "TWELVE_HOURS") are display preferences.
+	DateFormat, HourMode string
+	// TIN is the taxpayer identification number, IEC the industrial
+	// enterprises classifier (KPP).
+	TIN, IEC string
+
+	PostCountry, PostRegion, PostIndex, PostCity, PostStreetAddress                               string
+	RegisteredCountry, RegisteredRegion, RegisteredIndex, RegisteredCity, RegisteredStreetAddress string
+	FirstName, MiddleName, LastName, LegalName                                                    string
 }
 
 // Location returns the user's timezone, falling back to UTC when the name is
@@ -65,12 +100,17 @@ type Tracker struct {
 	UserID    int64
 	SourceID  int64
 	DeviceID  string // identifier the device reports with (OsmAnd "id", MQTT client, IMEI)
-	Model     string
+	Model     string // NodeModel for an IoT node
 	Phone     string
 	Blocked   bool
 	Deleted   bool // "corrupted" in API terms
 	CreatedAt time.Time
 }
+
+// NodeModel is the model of an IoT node: a device of relays and sensors
+// that the topic bridge addresses by default when it is the user's only
+// one (see package bridge).
+const NodeModel = "iot_node"
 
 // Movement statuses of a source state.
 const (
@@ -168,6 +208,9 @@ type GPS struct {
 	Speed       int // km/h
 	Alt         int // metres
 	Precision   *int
+	// GSMLBS is set when the location was found from cell towers (GSM
+	// LBS) rather than satellites; "gsm_lbs" in the API.
+	GSMLBS bool
 }
 
 // Location is a point in WGS 84 degrees.

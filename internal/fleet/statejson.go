@@ -11,16 +11,62 @@ import (
 // DateTimeLayout is the API's date/time format, always in the user's zone.
 const DateTimeLayout = "2006-01-02 15:04:05"
 
+// Dates says how the API writes dates: in a time zone, in the default
+// layout (DateTimeLayout) or, with ISO, as ISO 8601 with the zone's offset
+// ("2024-05-01T14:00:00+02:00", "Z" for UTC), as a client asks with
+// iso_datetime.
+type Dates struct {
+	// Loc is the zone; nil leaves times in their own zone.
+	Loc *time.Location
+	// ISO selects ISO 8601.
+	ISO bool
+}
+
+// Append appends t as a quoted date/time, or null for the zero time.
+func (d Dates) Append(dst []byte, t time.Time) []byte {
+	if !d.ISO {
+		return AppendDateTime(dst, t, d.Loc)
+	}
+	if t.IsZero() {
+		return append(dst, "null"...)
+	}
+	if d.Loc != nil {
+		t = t.In(d.Loc)
+	}
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339)
+	return append(dst, '"')
+}
+
+// Format returns t as a date/time without quotes; the zero time is "".
+func (d Dates) Format(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	if d.Loc != nil {
+		t = t.In(d.Loc)
+	}
+	if d.ISO {
+		return t.Format(time.RFC3339)
+	}
+	return t.Format(DateTimeLayout)
+}
+
 // AppendState appends s as the API's source state JSON object to dst, with
 // dates in loc. compact selects the compact shape of state events (no gsm,
 // battery, inputs, outputs or additional). The output is ASCII-only JSON:
 // every non-ASCII character is escaped, so its length in bytes equals its
 // length in UTF-16 code units.
 func AppendState(dst []byte, s *State, loc *time.Location, compact bool) []byte {
+	return AppendStateDates(dst, s, Dates{Loc: loc}, compact)
+}
+
+// AppendStateDates is AppendState with dates written as d says.
+func AppendStateDates(dst []byte, s *State, d Dates, compact bool) []byte {
 	dst = append(dst, `{"source_id":`...)
 	dst = strconv.AppendInt(dst, s.SourceID, 10)
 	dst = append(dst, `,"gps":{"updated":`...)
-	dst = AppendDateTime(dst, s.GPS.Updated, loc)
+	dst = d.Append(dst, s.GPS.Updated)
 	dst = append(dst, `,"signal_level":`...)
 	dst = appendIntPtr(dst, s.GPS.SignalLevel)
 	dst = append(dst, `,"location":`...)
@@ -43,27 +89,30 @@ func AppendState(dst []byte, s *State, loc *time.Location, compact bool) []byte 
 		dst = append(dst, `,"precision":`...)
 		dst = strconv.AppendInt(dst, int64(*s.GPS.Precision), 10)
 	}
+	if s.GPS.GSMLBS {
+		dst = append(dst, `,"gsm_lbs":true`...)
+	}
 	dst = append(dst, `},"connection_status":`...)
 	dst = AppendString(dst, s.ConnectionStatus)
 	dst = append(dst, `,"movement_status":`...)
 	dst = AppendString(dst, s.MovementStatus)
 	dst = append(dst, `,"movement_status_update":`...)
-	dst = AppendDateTime(dst, s.MovementStatusUpdate, loc)
+	dst = d.Append(dst, s.MovementStatusUpdate)
 	if s.Ignition != nil {
 		dst = append(dst, `,"ignition":`...)
 		dst = strconv.AppendBool(dst, *s.Ignition)
 		dst = append(dst, `,"ignition_update":`...)
-		dst = AppendDateTime(dst, s.IgnitionUpdate, loc)
+		dst = d.Append(dst, s.IgnitionUpdate)
 	}
 	if compact {
 		dst = append(dst, `,"last_update":`...)
-		dst = AppendDateTime(dst, s.LastUpdate, loc)
+		dst = d.Append(dst, s.LastUpdate)
 		return append(dst, '}')
 	}
 	dst = append(dst, `,"gsm":`...)
 	if g := s.GSM; g != nil {
 		dst = append(dst, `{"updated":`...)
-		dst = AppendDateTime(dst, g.Updated, loc)
+		dst = d.Append(dst, g.Updated)
 		dst = append(dst, `,"signal_level":`...)
 		dst = appendIntPtr(dst, g.SignalLevel)
 		dst = append(dst, `,"network_name":`...)
@@ -83,19 +132,19 @@ func AppendState(dst []byte, s *State, loc *time.Location, compact bool) []byte 
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"last_update":`...)
-	dst = AppendDateTime(dst, s.LastUpdate, loc)
+	dst = d.Append(dst, s.LastUpdate)
 	dst = append(dst, `,"battery_level":`...)
 	dst = appendIntPtr(dst, s.BatteryLevel)
 	dst = append(dst, `,"battery_update":`...)
-	dst = AppendDateTime(dst, s.BatteryUpdate, loc)
+	dst = d.Append(dst, s.BatteryUpdate)
 	dst = append(dst, `,"inputs":`...)
 	dst = appendBools(dst, s.Inputs)
 	dst = append(dst, `,"inputs_update":`...)
-	dst = AppendDateTime(dst, s.InputsUpdate, loc)
+	dst = d.Append(dst, s.InputsUpdate)
 	dst = append(dst, `,"outputs":`...)
 	dst = appendBools(dst, s.Outputs)
 	dst = append(dst, `,"outputs_update":`...)
-	dst = AppendDateTime(dst, s.OutputsUpdate, loc)
+	dst = d.Append(dst, s.OutputsUpdate)
 	if len(s.Additional) > 0 {
 		dst = append(dst, `,"additional":{`...)
 		keys := make([]string, 0, len(s.Additional))
@@ -112,13 +161,13 @@ func AppendState(dst []byte, s *State, loc *time.Location, compact bool) []byte 
 			dst = append(dst, `:{"value":`...)
 			dst = AppendString(dst, a.Value)
 			dst = append(dst, `,"updated":`...)
-			dst = AppendDateTime(dst, a.Updated, loc)
+			dst = d.Append(dst, a.Updated)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"actual_track_update":`...)
-	dst = AppendDateTime(dst, s.ActualTrackUpdate, loc)
+	dst = d.Append(dst, s.ActualTrackUpdate)
 	return append(dst, '}')
 }
 

@@ -41,6 +41,14 @@ func TestAppendStateShape(t *testing.T) {
 	if m["gsm"] != nil {
 		t.Errorf("absent gsm must be null: %v", m["gsm"])
 	}
+	if _, ok := m["gps"].(map[string]any)["gsm_lbs"]; ok {
+		t.Errorf("gsm_lbs present for a satellite fix: %s", full)
+	}
+	s.GPS.GSMLBS = true
+	if g := decodeGPS(t, AppendState(nil, s, berlin, false)); g["gsm_lbs"] != true {
+		t.Errorf("gsm_lbs %v for a cell-tower fix", g["gsm_lbs"])
+	}
+	s.GPS.GSMLBS = false
 	if out, ok := m["outputs"].([]any); !ok || len(out) != 0 {
 		t.Errorf("absent outputs must be []: %v", m["outputs"])
 	}
@@ -102,4 +110,39 @@ func BenchmarkAppendStateCompact(b *testing.B) {
 	for b.Loop() {
 		buf = AppendState(buf[:0], s, time.UTC, true)
 	}
+}
+
+func TestDates(t *testing.T) {
+	at := time.Date(2024, 8, 1, 11, 45, 23, 0, time.UTC)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		d          Dates
+		text, json string
+	}{
+		{Dates{Loc: berlin}, "2024-08-01 13:45:23", `"2024-08-01 13:45:23"`},
+		{Dates{Loc: berlin, ISO: true}, "2024-08-01T13:45:23+02:00", `"2024-08-01T13:45:23+02:00"`},
+		{Dates{Loc: time.UTC, ISO: true}, "2024-08-01T11:45:23Z", `"2024-08-01T11:45:23Z"`},
+	} {
+		if got := c.d.Format(at); got != c.text {
+			t.Errorf("%+v Format %q, want %q", c.d, got, c.text)
+		}
+		if got := string(c.d.Append(nil, at)); got != c.json {
+			t.Errorf("%+v Append %s, want %s", c.d, got, c.json)
+		}
+		if got := string(c.d.Append(nil, time.Time{})); got != "null" || c.d.Format(time.Time{}) != "" {
+			t.Errorf("%+v zero time: %s %q", c.d, got, c.d.Format(time.Time{}))
+		}
+	}
+}
+
+func decodeGPS(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not JSON: %s: %v", b, err)
+	}
+	return m["gps"].(map[string]any)
 }

@@ -97,6 +97,17 @@ var meteringPrefixes = []struct{ prefix, typ, units, unitsType string }{
 
 var counters = map[string]bool{"odometer": true, "engine_hours": true, "hour_meter": true}
 
+// SensorTypes are the documented metering and virtual sensor types a
+// sensor_type filter may name.
+var SensorTypes = []string{
+	"fuel", "temperature", "rpm", "custom", "fuel_consumption", "instant_consumption",
+	"power", "speed", "flow_meter", "acceleration", // metering
+	"state", "virtual_ignition", // virtual
+}
+
+// ValidSensorType reports whether t is one of SensorTypes.
+func ValidSensorType(t string) bool { return slices.Contains(SensorTypes, t) }
+
 // SensorID is the stable id of tracker's sensor name.
 func SensorID(trackerID int64, name string) int64 {
 	h := fnv.New32a()
@@ -217,6 +228,11 @@ func (r Readings) Empty() bool {
 // ({"inputs":[...],"states":[...],"virtual_sensors":[...],"counters":[...]})
 // with times in loc.
 func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
+	return r.AppendJSONDates(dst, fleet.Dates{Loc: loc})
+}
+
+// AppendJSONDates is AppendJSON with times written as d says.
+func (r Readings) AppendJSONDates(dst []byte, d fleet.Dates) []byte {
 	dst = append(dst, `{"inputs":[`...)
 	for i, s := range r.Inputs {
 		if i > 0 {
@@ -236,8 +252,10 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = strconv.AppendFloat(dst, s.Value, 'f', -1, 64)
 		dst = append(dst, `,"units_type":`...)
 		dst = fleet.AppendString(dst, s.UnitsType)
-		dst = append(dst, `,"converted_units_type":null,"converted_value":null,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, s.Updated, loc)
+		// converted_units_type and converted_value are always NULL here:
+		// omitted, as the API omits NULL fields.
+		dst = append(dst, `,"update_time":`...)
+		dst = d.Append(dst, s.Updated)
 		if len(s.Composite) > 0 {
 			dst = append(dst, `,"composite_sensor_ids":[`...)
 			for j, id := range s.Composite {
@@ -260,7 +278,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = appendValue(dst, s.Value)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, s.Updated, loc)
+		dst = d.Append(dst, s.Updated)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"virtual_sensors":[`...)
@@ -277,7 +295,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"type":`...)
 		dst = fleet.AppendString(dst, v.Type)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, v.Updated, loc)
+		dst = d.Append(dst, v.Updated)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"counters":[`...)
@@ -290,7 +308,7 @@ func (r Readings) AppendJSON(dst []byte, loc *time.Location) []byte {
 		dst = append(dst, `,"value":`...)
 		dst = strconv.AppendFloat(dst, c.Value, 'f', -1, 64)
 		dst = append(dst, `,"update_time":`...)
-		dst = fleet.AppendDateTime(dst, c.Updated, loc)
+		dst = d.Append(dst, c.Updated)
 		dst = append(dst, '}')
 	}
 	return append(dst, `]}`...)

@@ -1,21 +1,24 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/demo"
+	"github.com/fleetwire/fleetwire/internal/fleet"
 )
 
-// TestFleetPageInChromium signs in on the fleet page in headless Chromium
-// (Debian's, driven by playwright-core) over each transport, moves a
-// tracker through the OsmAnd ingest and checks the page follows; it saves
-// a screenshot per transport in $FLEETWIRE_ARTIFACTS (default
-// test/artifacts).
-func TestFleetPageInChromium(t *testing.T) {
-	dir := nodeDir(t, "browser")
-	chromium := os.Getenv("CHROMIUM")
+// chromiumEnv returns the Chromium binary and the artifacts folder, or
+// skips the test when Chromium is missing (fails with
+// FLEETWIRE_REQUIRE_NODE=1).
+func chromiumEnv(t *testing.T) (chromium, artifacts string) {
+	t.Helper()
+	chromium = os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
@@ -25,13 +28,24 @@ func TestFleetPageInChromium(t *testing.T) {
 		}
 		t.Skipf("browser test skipped: %v", err)
 	}
-	artifacts := os.Getenv("FLEETWIRE_ARTIFACTS")
+	artifacts = os.Getenv("FLEETWIRE_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(repoRoot(t), "test", "artifacts")
 	}
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return chromium, artifacts
+}
+
+// TestFleetPageInChromium signs in on the fleet page in headless Chromium
+// (Debian's, driven by playwright-core) over each transport, moves a
+// tracker through the OsmAnd ingest and checks the page follows; it saves
+// a screenshot per transport in $FLEETWIRE_ARTIFACTS (default
+// test/artifacts).
+func TestFleetPageInChromium(t *testing.T) {
+	dir := nodeDir(t, "browser")
+	chromium, artifacts := chromiumEnv(t)
 	h := startServer(t, func(c *Config) { c.Heartbeat = 5 * time.Second })
 	uid := h.createUser("browser-user", "browser-pass", "Europe/Berlin")
 	for i := 1; i <= 3; i++ {
@@ -64,4 +78,45 @@ func TestFleetPageInChromium(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBridgeConsoleInChromium: the fleet page's topic bridge console
+// switches the demo IoT node's relay (toggle and typed frame) and shows
+// its readings; then seed 003's client, run in the page as written,
+// connects to /auth/<bridge-name> with credentials in its URL and
+// switches the relay with the seed's own frame.
+func TestBridgeConsoleInChromium(t *testing.T) {
+	dir := nodeDir(t, "browser")
+	chromium, artifacts := chromiumEnv(t)
+	node := "browser-node-" + randomSuffix()
+	h := startServer(t, func(c *Config) {
+		c.MQTTListen = "127.0.0.1:0"
+		c.BridgeNames = map[string]string{demo.BridgeName: node}
+	})
+	uid := h.createUser("clown", "bigclown", "UTC")
+	h.admin("POST", "/admin/trackers", map[string]any{"user_id": uid, "label": "IoT node", "device_id": node, "model": fleet.NodeModel})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	n := demo.NewNode(demo.NodeOptions{MQTTURL: h.srv.MQTTURL(), DeviceID: node, Interval: 300 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(15 * time.Second); !h.srv.bridge.Ready(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the bridge did not subscribe")
+		}
+	}
+	out, err := runNode(t, dir, "bridge-console.cjs",
+		"FLEETWIRE_URL="+h.base,
+		"FLEETWIRE_LOGIN=clown",
+		"FLEETWIRE_PASSWORD=bigclown",
+		"FLEETWIRE_NODE="+node,
+		"FLEETWIRE_BRIDGE_NAME="+demo.BridgeName,
+		"FLEETWIRE_ARTIFACTS="+artifacts,
+		"CHROMIUM="+chromium,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%v", out)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus/jetstream"
 	"github.com/fleetwire/fleetwire/internal/commands"
 	"github.com/fleetwire/fleetwire/internal/events"
+	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
 	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
@@ -105,6 +106,18 @@ type Config struct {
 	// AllowedOrigins may call the event endpoint from other origins (CORS);
 	// "*" any, without credentials.
 	AllowedOrigins []string
+	// DealerID is the installation's dealer id (default 1), the only
+	// dealer_id user/auth accepts.
+	DealerID int64
+	// BridgeNames maps topic bridge names (the path element of
+	// /auth/<name>) to the device id of the node a connection to that name
+	// talks to by default (see package bridge).
+	BridgeNames map[string]string
+	// OnDeviceMessage, when set, is called with the device id of every
+	// message an ingest listener (OsmAnd, NGP, MQTT) has parsed, before
+	// the message is applied. The demo uses it to hand trackers whose
+	// devices report for real over from the simulator.
+	OnDeviceMessage func(deviceID string)
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -266,7 +279,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			mqttURL = b.URL()
 		}
 	}
-	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger}
+	ingest := ingestApplier{Registry: s.State, seen: cfg.OnDeviceMessage}
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st, DealerID: cfg.DealerID}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
@@ -274,8 +288,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			// is ingested by one of them.
 			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
 		}
-		s.mqttSub = mqtt.New(s.State, mo)
-		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Logger: cfg.Logger})
+		s.mqttSub = mqtt.New(ingest, mo)
+		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
 		s.commands = commands.New(mqttURL, cfg.Logger)
 		apiOpts.Commander = s.commands
 	}
@@ -291,7 +305,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.OsmandListen != "" {
 		s.osmand = &http.Server{
-			Handler:           osmand.NewHandler(s.State, cfg.Logger),
+			Handler:           osmand.NewHandler(ingest, cfg.Logger),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
@@ -303,7 +317,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.NGPListen != "" {
 		s.ngp = &http.Server{
-			Handler:           ngp.NewHandler(s.State, cfg.Logger),
+			Handler:           ngp.NewHandler(ingest, cfg.Logger),
 			Protocols:         ngp.Protocols(),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -519,10 +533,27 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 	if s.bridge != nil {
 		mux.Handle("/bridge", s.bridge)
 		mux.Handle("/bridge/", s.bridge)
+		mux.Handle("/auth/", s.bridge)
 	}
 	page := web.New(web.Options{TileURL: s.cfg.TileURL})
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /static/", page)
 	mux.Handle("/", restAPI)
 	return mux
+}
+
+// ingestApplier is the registry as the ingest listeners see it: it tells
+// Config.OnDeviceMessage of each message before applying it. Embedding
+// keeps the registry's lookups, which NGP uses to discard old messages.
+type ingestApplier struct {
+	*state.Registry
+	seen func(deviceID string)
+}
+
+// Apply reports the device, then applies f.
+func (a ingestApplier) Apply(ctx context.Context, f *state.Fix) (*fleet.State, error) {
+	if a.seen != nil {
+		a.seen(f.DeviceID)
+	}
+	return a.Registry.Apply(ctx, f)
 }

@@ -28,6 +28,9 @@ type Fix struct {
 	Battery *float64
 	// Satellites in view.
 	Satellites *int
+	// LBS is set when Location was found from cell towers (GSM LBS)
+	// rather than satellites.
+	LBS bool
 	// Ignition state.
 	Ignition *bool
 	// Inputs and Outputs are discrete I/O states, nil when not reported.
@@ -202,6 +205,7 @@ func (r *Registry) next(prev *fleet.State, t *fleet.Tracker, f *Fix, at time.Tim
 		if f.Alt != nil {
 			s.GPS.Alt = int(math.Round(*f.Alt))
 		}
+		s.GPS.GSMLBS = f.LBS
 		if f.Accuracy != nil {
 			p := int(math.Round(*f.Accuracy))
 			s.GPS.Precision = &p

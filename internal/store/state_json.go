@@ -49,6 +49,7 @@ type gpsDoc struct {
 	Speed       int             `json:"speed,omitempty"`
 	Alt         int             `json:"alt,omitempty"`
 	Precision   *int            `json:"precision,omitempty"`
+	GSMLBS      bool            `json:"gsm_lbs,omitempty"`
 }
 
 type gsmDoc struct {
@@ -133,6 +134,7 @@ func EncodeState(s *fleet.State) ([]byte, error) {
 			Speed:       s.GPS.Speed,
 			Alt:         s.GPS.Alt,
 			Precision:   s.GPS.Precision,
+			GSMLBS:      s.GPS.GSMLBS,
 		},
 	}
 	if s.GSM != nil {
@@ -190,6 +192,7 @@ func DecodeState(trackerID int64, b []byte) (*fleet.State, error) {
 			Speed:       d.GPS.Speed,
 			Alt:         d.GPS.Alt,
 			Precision:   d.GPS.Precision,
+			GSMLBS:      d.GPS.GSMLBS,
 		},
 	}
 	if d.GSM != nil {

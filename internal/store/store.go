@@ -32,6 +32,9 @@ type Store interface {
 	Users(ctx context.Context) ([]*fleet.User, error)
 	// SetPasswordHash replaces a user's password hash.
 	SetPasswordHash(ctx context.Context, userID int64, hash string) error
+	// UpdateUser replaces the title, time zone and profile of the user
+	// with u.ID (login, password, blocked and creation stay).
+	UpdateUser(ctx context.Context, u *fleet.User) error
 
 	// CreateSession stores a session or an API key.
 	CreateSession(ctx context.Context, s *fleet.Session) error

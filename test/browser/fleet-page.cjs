@@ -7,7 +7,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { fail, session, run } = require('./run.cjs');
 
 const env = process.env;
 const BASE = (env.FLEETWIRE_URL || '').replace(/\/+$/, '');
@@ -37,17 +37,6 @@ const out = {
   errors: []
 };
 
-function finish(code) {
-  process.stdout.write(JSON.stringify(out) + '\n');
-  process.exit(code);
-}
-
-function fail(msg) {
-  const err = new Error(msg);
-  err.expected = true;
-  throw err;
-}
-
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -55,7 +44,7 @@ function sleep(ms) {
 async function report(lat, lon, ts) {
   const url = OSMAND + '/?id=' + encodeURIComponent(DEVICE) +
     '&lat=' + lat.toFixed(6) + '&lon=' + lon.toFixed(6) +
-    '&speed=20&timestamp=' + ts;
+    '&speed=20&sat=9&timestamp=' + ts;
   const resp = await fetch(url);
   if (!resp.ok) fail('OsmAnd report answered HTTP ' + resp.status + ': ' + (await resp.text()).slice(0, 200));
 }
@@ -67,22 +56,7 @@ async function main() {
   if (!['websocket', 'long-polling', 'streaming', 'sse'].includes(TRANSPORT)) fail('unknown TRANSPORT ' + TRANSPORT);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-  const browser = await chromium.launch({
-    executablePath: env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  });
-  let page = null;
-  try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    page = await context.newPage();
-    page.on('pageerror', (e) => out.errors.push('page error: ' + e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') out.errors.push('console: ' + m.text());
-    });
-    page.setDefaultTimeout(15000);
-
+  await session(out, path.join(ARTIFACTS, 'fleet-page-' + TRANSPORT + '.png'), { width: 1280, height: 900 }, async (page) => {
     await page.goto(BASE + '/', { waitUntil: 'load' });
     if (TRANSPORT) await page.selectOption('#transport', TRANSPORT);
     await page.fill('#login', LOGIN);
@@ -151,7 +125,9 @@ async function main() {
       const pre = d.querySelector('pre.state-json');
       let state = null;
       try { state = JSON.parse(pre.textContent); } catch (e) { /* reported below */ }
-      return { id: d.dataset.trackerId, state, text: d.textContent };
+      const labels = Array.from(d.querySelectorAll('dl.fields dt')).map((dt) => dt.textContent);
+      const signal = d.querySelector('dd[data-field="gps_signal"]');
+      return { id: d.dataset.trackerId, state, text: d.textContent, labels, signal: signal && signal.textContent };
     });
     if (shown.id !== TRACKER) fail('details show tracker ' + shown.id + ', not ' + TRACKER);
     if (!shown.state || !shown.state.gps || !shown.state.gps.location) fail('details hold no state JSON with a location');
@@ -159,37 +135,16 @@ async function main() {
     if (Math.abs(loc.lat - last.lat) > EPS || Math.abs(loc.lng - last.lng) > EPS) {
       fail('details show ' + loc.lat + ',' + loc.lng + ', not the last position ' + last.lat + ',' + last.lng);
     }
+    // gps.signal_level is a percentage (9 satellites of 12), not a count.
+    if (shown.labels.includes('Satellites')) fail('details label a field "Satellites"');
+    if (shown.signal !== shown.state.gps.signal_level + ' %' || shown.state.gps.signal_level !== 75) {
+      fail('details show GPS signal ' + JSON.stringify(shown.signal) + ' for signal_level ' + shown.state.gps.signal_level);
+    }
     for (const field of ['connection_status', 'movement_status', 'last_update']) {
       if (!(field in shown.state)) fail('details state lacks ' + field);
     }
     out.details = true;
-
-    out.screenshot = path.join(ARTIFACTS, 'fleet-page-' + TRANSPORT + '.png');
-    await page.screenshot({ path: out.screenshot, fullPage: true });
-
-    const pageErrors = out.errors.filter((e) => e.startsWith('page error'));
-    if (pageErrors.length) fail(pageErrors[0]);
-    out.ok = true;
-  } finally {
-    if (page && !out.screenshot) {
-      // A failure leaves a picture of where the page stood.
-      const shot = path.join(ARTIFACTS, 'fleet-page-' + TRANSPORT + '.png');
-      if (await page.screenshot({ path: shot, fullPage: true }).then(() => true, () => false)) out.screenshot = shot;
-    }
-    await browser.close().catch(() => {});
-  }
+  });
 }
 
-const guard = setTimeout(() => {
-  out.errors.push('timed out after ' + TOTAL_TIMEOUT_MS + ' ms');
-  finish(1);
-}, TOTAL_TIMEOUT_MS);
-
-main().then(() => {
-  clearTimeout(guard);
-  finish(0);
-}, (e) => {
-  clearTimeout(guard);
-  out.errors.unshift(e.expected ? e.message : (e.stack || String(e)));
-  finish(1);
-});
+run(out, main, TOTAL_TIMEOUT_MS);

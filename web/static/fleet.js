@@ -5,6 +5,8 @@
  * (tracker/list) and their states (tracker/get_states), then follows
  * state_batch events over the Atmosphere endpoint with atmosphere.js and
  * draws them on an offline map and in a table. Plain ES2017, no build step.
+ * The topic bridge console is bridge.js; it hears of the session through
+ * the document's "fleetwire:session" event.
  */
 (function () {
   'use strict';
@@ -182,6 +184,7 @@
     if (serverSide && hash) api('user/logout', { hash: hash }).catch(function () {});
     clearFleet();
     showLogin(message);
+    announceSession();
   }
 
   // ------------------------------------------------------------ loading
@@ -193,6 +196,13 @@
     await loadStates();
     mapView.fit(true);
     subscribe();
+    announceSession();
+  }
+
+  // announceSession tells the page's other parts (the bridge console) of
+  // the session hash, or null once signed out.
+  function announceSession() {
+    document.dispatchEvent(new CustomEvent('fleetwire:session', { detail: { hash: app.hash } }));
   }
 
   async function loadTrackers() {
@@ -677,7 +687,7 @@
       ['Speed', gps.speed != null ? gps.speed + ' km/h' : null],
       ['Heading', gps.heading != null ? gps.heading + '°' : null],
       ['Altitude', gps.alt != null ? gps.alt + ' m' : null],
-      ['Satellites', gps.signal_level],
+      ['GPS signal', gps.signal_level != null ? gps.signal_level + ' %' : null],
       ['GPS updated', gps.updated],
       ['Battery', s.battery_level != null ? s.battery_level + ' %' : null],
       ['Ignition', s.ignition != null ? (s.ignition ? 'on' : 'off') : null],

@@ -39,8 +39,9 @@
 //
 //	owntracks/<user>/<device>        OwnTracks JSON. Only "_type":
 //	    "location" is ingested (lat, lon, tst unix seconds, vel km/h, cog
-//	    degrees, alt m, batt %, acc m); other types are ignored. The
-//	    device id is <device>; <user> is not used.
+//	    degrees, alt m, batt %, acc m; the trigger t as attribute "event",
+//	    "i"/"I" as ignition on/off; ign as ignition); other types are
+//	    ignored. The device id is <device>; <user> is not used.
 //
 //	ngp/<device_id>                  a Navixy Generic Protocol message,
 //	    the protocol's own MQTT transport (see package ngp). The message's

@@ -77,6 +77,9 @@ func FuzzParseOwnTracks(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
+	for _, s := range traccarOwnTracksSamples {
+		f.Add([]byte(s.payload))
+	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		fix, err := ParseOwnTracks("dev", payload, now)
 		if errors.Is(err, ErrIgnored) && !json.Valid(payload) {

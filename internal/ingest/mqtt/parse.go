@@ -45,6 +45,7 @@ type fixBox struct {
 	speed, heading, alt, acc, bt float64
 	sat                          int
 	ign                          bool
+	trigger                      string // OwnTracks t
 }
 
 // position is what position and OwnTracks messages share.
@@ -239,7 +240,10 @@ func ParsePosition(device string, payload []byte, now time.Time) (*state.Fix, er
 // ParseOwnTracks reads an OwnTracks payload published on
 // owntracks/<user>/<device>. Only _type "location" carries a fix (lat,
 // lon, tst unix seconds, vel km/h, cog degrees, alt m, batt %, acc m);
-// every other _type returns ErrIgnored.
+// every other _type returns ErrIgnored. The trigger t is kept as the
+// attribute "event"; as trackers speaking OwnTracks (and Traccar) use it,
+// "i" means ignition on and "I" ignition off. A boolean ign sets the
+// ignition too, and wins over t.
 func ParseOwnTracks(device string, payload []byte, now time.Time) (*state.Fix, error) {
 	if len(payload) > MaxPayload {
 		return nil, bad("payload larger than %d bytes", MaxPayload)
@@ -269,6 +273,13 @@ func ParseOwnTracks(device string, payload []byte, now time.Time) (*state.Fix, e
 	if fieldErr != nil {
 		return nil, fieldErr
 	}
+	if b := p.box; b.trigger != "" {
+		b.fix.Attributes = map[string]string{"event": b.trigger}
+		if b.fix.Ignition == nil && (b.trigger == "i" || b.trigger == "I") {
+			b.ign = b.trigger == "i"
+			b.fix.Ignition = &b.ign
+		}
+	}
 	return p.done()
 }
 
@@ -277,6 +288,17 @@ func (p *position) ownTracksField(key []byte, v *value, typ *value, hasType *boo
 	switch string(key) {
 	case "_type":
 		*typ, *hasType = *v, true
+	case "t":
+		if v.kind == kindNull {
+			return nil
+		}
+		t, ok := v.str()
+		if !ok || t == "" || len(t) > MaxNameLen {
+			return bad("t must be a trigger string")
+		}
+		b.trigger = t
+	case "ign":
+		return p.ignition(v, "ign")
 	case "lat":
 		return p.lat(v, "lat")
 	case "lon":

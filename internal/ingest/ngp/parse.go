@@ -306,6 +306,7 @@ func (m *message) location(raw json.RawMessage) error {
 	}
 	if hasLat && fixed {
 		f.Location = &fleet.Location{Lat: lat, Lng: lng}
+		f.LBS = source == "LBS"
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ const (
 	// MaxAttrValue is the longest attribute value kept, in bytes; longer
 	// values are cut at a UTF-8 boundary.
 	MaxAttrValue = 256
+	// MaxListValue is the longest mobile_cells or wifi_points value, in
+	// bytes: entries that do not fit are left out.
+	MaxListValue = 1024
 )
 
 // Unit conversions.
@@ -53,8 +56,9 @@ func invalid(field string) error { return &FieldError{Field: field} }
 
 // Parse reads a message in the classic OsmAnd protocol, as query string or
 // form parameters, received at now. Parameter names are case-sensitive;
-// for a repeated parameter the first value counts; an empty value counts
-// as absent.
+// an empty value counts as absent. cell and wifi may be repeated, one
+// value per cell tower or access point; of any other repeated parameter
+// the first value counts.
 //
 //	id, deviceid       device id (required)
 //	lat, lon           position in WGS 84 degrees; both or neither
@@ -67,28 +71,46 @@ func invalid(field string) error { return &FieldError{Field: field} }
 //	                   (×1.852); a negative value means unknown
 //	bearing, heading   degrees; a negative value means unknown
 //	altitude           metres
-//	accuracy           metres; a negative value means unknown
-//	hdop               used as accuracy when accuracy is absent, otherwise
-//	                   kept as an attribute
+//	accuracy           metres (the state's gps.precision); a negative value
+//	                   means unknown
+//	hdop               horizontal dilution of precision, a number without
+//	                   unit: kept as attribute "hdop", never as precision
 //	batt               battery level in percent
 //	sat                satellites in view (0–1000)
 //	ignition           true/false/1/0
 //	charge             kept as attribute "charge", "true" or "false" when
 //	                   it is a boolean
+//	cell               "mcc,mnc,lac,cid[,rssi]", integers: every value goes
+//	                   into attribute "mobile_cells"
+//	wifi               "mac,rssi" ("-" in the MAC read as ":"): every value
+//	                   goes into attribute "wifi_points"
 //
-// Any other parameter becomes a string attribute, within MaxAttributes,
-// MaxAttrKey and MaxAttrValue. A known parameter with a malformed value,
-// and a position out of range, are errors (*FieldError); so is a missing
-// id (ErrMissingID).
+// mobile_cells and wifi_points are JSON arrays in the shape the generic
+// protocol (package ngp) keeps them, [{"mcc":257,"mnc":2,"lac":16,
+// "cell_id":2224,"rssi":-90}] and [{"mac":"00:14:22:01:23:45","rssi":-80}],
+// up to MaxListValue bytes. Any other parameter becomes a string
+// attribute, within MaxAttributes, MaxAttrKey and MaxAttrValue. A known
+// parameter with a malformed value, and a position out of range, are
+// errors (*FieldError); so is a missing id (ErrMissingID).
 func Parse(q url.Values, now time.Time) (*state.Fix, error) {
 	f := &state.Fix{ReceivedAt: now}
 	var (
 		id, devid, lat, lon, loc string
-		bearing, heading         string
-		acc, hdop                string
+		bearing, heading, acc    string
+		lists                    []listAttr
 		extra                    []string // keys of custom attributes
 	)
 	for k, vs := range q {
+		if k == "cell" || k == "wifi" {
+			l, err := parseList(k, vs)
+			if err != nil {
+				return nil, err
+			}
+			if l.value != "" {
+				lists = append(lists, l)
+			}
+			continue
+		}
 		if len(vs) == 0 || vs[0] == "" {
 			continue
 		}
@@ -121,7 +143,9 @@ func Parse(q url.Values, now time.Time) (*state.Fix, error) {
 		case "accuracy":
 			acc = v
 		case "hdop":
-			hdop = v
+			if _, err = number(k, v); err == nil {
+				extra = append(extra, k)
+			}
 		case "batt":
 			var b float64
 			if b, err = number(k, v); err == nil {
@@ -171,23 +195,20 @@ func Parse(q url.Values, now time.Time) (*state.Fix, error) {
 		f.Heading = h
 	}
 	if acc != "" {
-		if hdop != "" {
-			extra = append(extra, "hdop")
-		}
-		hdop = acc
-	}
-	if hdop != "" {
-		a, err := optNonNeg("accuracy", hdop, 1)
+		a, err := optNonNeg("accuracy", acc, 1)
 		if err != nil {
 			return nil, err
 		}
 		f.Accuracy = a
 	}
-	if len(extra) > 0 {
+	if len(extra) > 0 || len(lists) > 0 {
 		if len(extra) > MaxAttributes {
 			slices.Sort(extra)
 		}
-		f.Attributes = make(map[string]string, min(len(extra), MaxAttributes))
+		f.Attributes = make(map[string]string, min(len(extra)+len(lists), MaxAttributes))
+		for _, l := range lists {
+			f.Attributes[l.name] = l.value
+		}
 		for _, k := range extra {
 			v := q.Get(k)
 			if k == "charge" {
@@ -204,6 +225,90 @@ func Parse(q url.Values, now time.Time) (*state.Fix, error) {
 		}
 	}
 	return f, nil
+}
+
+// listAttr is a JSON array attribute built from a repeated parameter.
+type listAttr struct{ name, value string }
+
+// parseList turns the values of cell or wifi into attribute mobile_cells
+// or wifi_points (see Parse). Empty values are skipped; entries beyond
+// MaxListValue are left out.
+func parseList(param string, vs []string) (listAttr, error) {
+	l := listAttr{name: "mobile_cells"}
+	if param == "wifi" {
+		l.name = "wifi_points"
+	}
+	buf := make([]byte, 0, 64*len(vs))
+	buf = append(buf, '[')
+	for _, v := range vs {
+		if v == "" {
+			continue
+		}
+		entry, err := listEntry(param, v)
+		if err != nil {
+			return l, err
+		}
+		if len(buf)+len(entry)+2 > MaxListValue {
+			break
+		}
+		if len(buf) > 1 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, entry...)
+	}
+	if len(buf) > 1 {
+		l.value = string(append(buf, ']'))
+	}
+	return l, nil
+}
+
+// listEntry is one cell tower ("mcc,mnc,lac,cid[,rssi]") or access point
+// ("mac,rssi") as a JSON object.
+func listEntry(param, v string) ([]byte, error) {
+	parts := strings.Split(v, ",")
+	ints := func(names []string, vals []string) ([]byte, bool) {
+		out := []byte{'{'}
+		for i, name := range names {
+			n, err := strconv.ParseInt(strings.TrimSpace(vals[i]), 10, 64)
+			if err != nil || !sane(float64(n)) {
+				return nil, false
+			}
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, '"')
+			out = append(out, name...)
+			out = append(out, '"', ':')
+			out = strconv.AppendInt(out, n, 10)
+		}
+		return append(out, '}'), true
+	}
+	if param == "cell" {
+		names := []string{"mcc", "mnc", "lac", "cell_id", "rssi"}
+		if len(parts) < 4 || len(parts) > 5 {
+			return nil, invalid(param)
+		}
+		e, ok := ints(names[:len(parts)], parts)
+		if !ok {
+			return nil, invalid(param)
+		}
+		return e, nil
+	}
+	if len(parts) != 2 {
+		return nil, invalid(param)
+	}
+	mac := strings.ReplaceAll(strings.TrimSpace(parts[0]), "-", ":")
+	if mac == "" || len(mac) > 64 || !utf8.ValidString(mac) {
+		return nil, invalid(param)
+	}
+	rssi, ok := ints([]string{"rssi"}, parts[1:])
+	if !ok {
+		return nil, invalid(param)
+	}
+	mj, _ := json.Marshal(mac)
+	e := append([]byte(`{"mac":`), mj...)
+	e = append(e, ',')
+	return append(e, rssi[1:]...), nil
 }
 
 // parsePosition sets f.Location from lat and lon, or from loc ("lat,lon")
@@ -395,6 +500,7 @@ type jsonLocation struct {
 		Altitude  *float64 `json:"altitude"`
 	} `json:"coords"`
 	IsMoving *bool    `json:"is_moving"`
+	Mock     *bool    `json:"mock"`
 	Odometer *float64 `json:"odometer"`
 	Event    string   `json:"event"`
 	Battery  *struct {
@@ -439,6 +545,7 @@ func (s *jsonScalar) UnmarshalJSON(b []byte) error {
 //	              "heading",                 degrees
 //	              "altitude"},               metres
 //	   "is_moving": bool,                    attribute "motion"
+//	   "mock": bool,                         attribute "mock" (a simulated location)
 //	   "odometer": metres,                   attribute "odometer"
 //	   "event": "motionchange",              attribute "event"
 //	   "battery": {"level": 0..1,            stored in percent (×100)
@@ -507,6 +614,9 @@ func ParseJSON(body []byte, now time.Time) (*state.Fix, error) {
 	if l.IsMoving != nil {
 		n++
 	}
+	if l.Mock != nil {
+		n++
+	}
 	if l.Odometer != nil && sane(*l.Odometer) {
 		n++
 	}
@@ -525,6 +635,9 @@ func ParseJSON(body []byte, now time.Time) (*state.Fix, error) {
 	m := make(map[string]string, min(n, MaxAttributes))
 	if l.IsMoving != nil {
 		setAttr(m, "motion", strconv.FormatBool(*l.IsMoving))
+	}
+	if l.Mock != nil {
+		setAttr(m, "mock", strconv.FormatBool(*l.Mock))
 	}
 	if l.Odometer != nil && sane(*l.Odometer) {
 		setAttr(m, "odometer", strconv.FormatFloat(*l.Odometer, 'f', -1, 64))

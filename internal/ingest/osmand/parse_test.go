@@ -1,10 +1,12 @@
 package osmand
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,13 +116,13 @@ func TestParse(t *testing.T) {
 				t.Errorf("attributes %v", f.Attributes)
 			}
 		}},
-		{"hdop as accuracy", "id=x&hdop=1.5", func(t *testing.T, f *state.Fix) {
-			eqf(t, "accuracy", f.Accuracy, fp(1.5))
-			if f.Attributes != nil {
+		{"hdop is no accuracy", "id=x&hdop=1.5", func(t *testing.T, f *state.Fix) {
+			eqf(t, "accuracy", f.Accuracy, nil)
+			if len(f.Attributes) != 1 || f.Attributes["hdop"] != "1.5" {
 				t.Errorf("attributes %v", f.Attributes)
 			}
 		}},
-		{"accuracy wins over hdop", "id=x&hdop=1.5&accuracy=12", func(t *testing.T, f *state.Fix) {
+		{"accuracy next to hdop", "id=x&hdop=1.5&accuracy=12", func(t *testing.T, f *state.Fix) {
 			eqf(t, "accuracy", f.Accuracy, fp(12))
 			if f.Attributes["hdop"] != "1.5" {
 				t.Errorf("attributes %v", f.Attributes)
@@ -220,7 +222,14 @@ func TestParseErrors(t *testing.T) {
 		{"id=x&bearing=north", "heading"},
 		{"id=x&altitude=high", "altitude"},
 		{"id=x&accuracy=x", "accuracy"},
-		{"id=x&hdop=x", "accuracy"},
+		{"id=x&hdop=x", "hdop"},
+		{"id=x&cell=1,2,3", "cell"},
+		{"id=x&cell=1,2,3,x", "cell"},
+		{"id=x&cell=1,2,3,4,5,6", "cell"},
+		{"id=x&cell=1,2,3,4&cell=bad", "cell"},
+		{"id=x&wifi=00-11", "wifi"},
+		{"id=x&wifi=,-70", "wifi"},
+		{"id=x&wifi=00-11,strong", "wifi"},
 		{"id=x&batt=full", "batt"},
 		{"id=x&sat=-1", "sat"},
 		{"id=x&sat=7.5", "sat"},
@@ -428,6 +437,7 @@ func FuzzParse(f *testing.F) {
 		"id=x&lat=NaN&lon=Inf",
 		"id=x&timestamp=2021-01-01 00:00:00 02:00",
 		"id=%ff&%ff=%fe",
+		"id=x&cell=257,02,16,2224&cell=257,02,16,2223,-90&wifi=00-14-22-01-23-45,-80&wifi=%22,-70",
 	} {
 		f.Add(s)
 	}
@@ -482,9 +492,40 @@ func checkFix(t *testing.T, f *state.Fix) {
 		t.Fatalf("%d attributes", len(f.Attributes))
 	}
 	for k, v := range f.Attributes {
+		if k == "mobile_cells" || k == "wifi_points" {
+			if len(v) > MaxListValue || !json.Valid([]byte(v)) || v[0] != '[' {
+				t.Fatalf("attribute %s=%q is not a JSON array within %d bytes", k, v, MaxListValue)
+			}
+			continue
+		}
 		if k == "" || len(k) > MaxAttrKey || len(v) > MaxAttrValue {
 			t.Fatalf("attribute %q=%q over the limits", k, v)
 		}
+	}
+}
+
+// TestParseLists: every cell and wifi value is kept, as far as they fit.
+func TestParseLists(t *testing.T) {
+	q := url.Values{"id": {"x"}, "cell": {"", "1,2,3,4"}, "wifi": {"aa-bb,-1"}}
+	for i := range 100 {
+		q.Add("cell", "262,1,"+strconv.Itoa(i)+",100000,-70")
+	}
+	f, err := Parse(q, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells []map[string]int64
+	if err := json.Unmarshal([]byte(f.Attributes["mobile_cells"]), &cells); err != nil {
+		t.Fatalf("mobile_cells %q: %v", f.Attributes["mobile_cells"], err)
+	}
+	if len(cells) < 10 || len(cells) > 100 || len(f.Attributes["mobile_cells"]) > MaxListValue {
+		t.Errorf("%d cells in %d bytes", len(cells), len(f.Attributes["mobile_cells"]))
+	}
+	if c := cells[0]; c["mcc"] != 1 || c["cell_id"] != 4 || len(c) != 4 || cells[1]["lac"] != 0 || cells[2]["rssi"] != -70 {
+		t.Errorf("cells %v", cells[:3])
+	}
+	if got := f.Attributes["wifi_points"]; got != `[{"mac":"aa:bb","rssi":-1}]` {
+		t.Errorf("wifi_points %s", got)
 	}
 }
 

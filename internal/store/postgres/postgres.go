@@ -73,6 +73,37 @@ CREATE TABLE states (
 	// 2: the bus sequence number of each state, so an older state never
 	// replaces a newer one.
 	`ALTER TABLE states ADD COLUMN seq bigint NOT NULL DEFAULT 0;`,
+	// 3: the user object's profile: contact, preferences, legal and
+	// address details; '' is "not set", and existing users are verified.
+	`
+ALTER TABLE users
+	ADD COLUMN phone text NOT NULL DEFAULT '',
+	ADD COLUMN locale text NOT NULL DEFAULT '',
+	ADD COLUMN demo boolean NOT NULL DEFAULT false,
+	ADD COLUMN unverified boolean NOT NULL DEFAULT false,
+	ADD COLUMN legal_type text NOT NULL DEFAULT '',
+	ADD COLUMN default_geocoder text NOT NULL DEFAULT '',
+	ADD COLUMN route_provider text NOT NULL DEFAULT '',
+	ADD COLUMN measurement_system text NOT NULL DEFAULT '',
+	ADD COLUMN date_format text NOT NULL DEFAULT '',
+	ADD COLUMN hour_mode text NOT NULL DEFAULT '',
+	ADD COLUMN tin text NOT NULL DEFAULT '',
+	ADD COLUMN iec text NOT NULL DEFAULT '',
+	ADD COLUMN post_country text NOT NULL DEFAULT '',
+	ADD COLUMN post_region text NOT NULL DEFAULT '',
+	ADD COLUMN post_index text NOT NULL DEFAULT '',
+	ADD COLUMN post_city text NOT NULL DEFAULT '',
+	ADD COLUMN post_street_address text NOT NULL DEFAULT '',
+	ADD COLUMN registered_country text NOT NULL DEFAULT '',
+	ADD COLUMN registered_region text NOT NULL DEFAULT '',
+	ADD COLUMN registered_index text NOT NULL DEFAULT '',
+	ADD COLUMN registered_city text NOT NULL DEFAULT '',
+	ADD COLUMN registered_street_address text NOT NULL DEFAULT '',
+	ADD COLUMN first_name text NOT NULL DEFAULT '',
+	ADD COLUMN middle_name text NOT NULL DEFAULT '',
+	ADD COLUMN last_name text NOT NULL DEFAULT '',
+	ADD COLUMN legal_name text NOT NULL DEFAULT '';
+`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers

@@ -29,14 +29,14 @@ func TestUpgrade(t *testing.T) {
 	dsn := pgtest.SchemaDSN(t)
 	storetest.RunUpgrade(t, dialect, func(d *sqlstore.Dialect) (store.Store, error) {
 		return open(t.Context(), dsn, d)
-	}, func(t *testing.T, trackerID int64, doc string) {
+	}, func(t *testing.T, query string, args ...any) {
 		c, err := pgx.Connect(t.Context(), dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close(t.Context())
-		if _, err := c.Exec(t.Context(), `INSERT INTO states (tracker_id, state) VALUES ($1, $2)`, trackerID, doc); err != nil {
-			t.Fatalf("save state at version 1: %v", err)
+		if _, err := c.Exec(t.Context(), query, args...); err != nil {
+			t.Fatalf("write at version 1: %v", err)
 		}
 	})
 }

@@ -72,6 +72,36 @@ CREATE TABLE states (
 	// 2: the bus sequence number of each state, so an older state never
 	// replaces a newer one.
 	`ALTER TABLE states ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;`,
+	// 3: the user object's profile: contact, preferences, legal and
+	// address details; '' is "not set", and existing users are verified.
+	`
+ALTER TABLE users ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN locale TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN demo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN legal_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN default_geocoder TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN route_provider TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN measurement_system TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN date_format TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN hour_mode TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN tin TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN iec TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN post_country TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN post_region TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN post_index TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN post_city TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN post_street_address TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN registered_country TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN registered_region TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN registered_index TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN registered_city TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN registered_street_address TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN first_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN middle_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN last_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN legal_name TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // firstSourceID is the source id of the first tracker; later trackers count

@@ -27,10 +27,9 @@ func TestUpgrade(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fleet.db")
 	storetest.RunUpgrade(t, dialect, func(d *sqlstore.Dialect) (store.Store, error) {
 		return open(t.Context(), path, d)
-	}, func(t *testing.T, trackerID int64, doc string) {
-		if _, err := rawDB(t, "file:"+path).ExecContext(t.Context(),
-			`INSERT INTO states (tracker_id, state) VALUES (?, ?)`, trackerID, doc); err != nil {
-			t.Fatalf("save state at version 1: %v", err)
+	}, func(t *testing.T, query string, args ...any) {
+		if _, err := rawDB(t, "file:"+path).ExecContext(t.Context(), query, args...); err != nil {
+			t.Fatalf("write at version 1: %v", err)
 		}
 	})
 }

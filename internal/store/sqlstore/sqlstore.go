@@ -95,8 +95,11 @@ func (s *Store) Close() error {
 }
 
 // q rewrites query's ? placeholders in the dialect's style.
-func (s *Store) q(query string) string {
-	if !s.d.NumberedParams {
+func (s *Store) q(query string) string { return s.d.Query(query) }
+
+// Query rewrites query's ? placeholders in the dialect's style.
+func (d *Dialect) Query(query string) string {
+	if !d.NumberedParams {
 		return query
 	}
 	var b strings.Builder

@@ -3,16 +3,56 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/fleet"
 )
 
-const userCols = `id, login, password_hash, title, time_zone, blocked, created_at`
+// profileCols are the users columns of fleet.UserProfile, in the order
+// profileFields lists the fields.
+var profileCols = []string{
+	"phone", "locale", "demo", "unverified", "legal_type", "default_geocoder", "route_provider",
+	"measurement_system", "date_format", "hour_mode", "tin", "iec",
+	"post_country", "post_region", "post_index", "post_city", "post_street_address",
+	"registered_country", "registered_region", "registered_index", "registered_city", "registered_street_address",
+	"first_name", "middle_name", "last_name", "legal_name",
+}
+
+// profileFields points at p's fields in the order of profileCols.
+func profileFields(p *fleet.UserProfile) []any {
+	return []any{
+		&p.Phone, &p.Locale, &p.Demo, &p.Unverified, &p.LegalType, &p.DefaultGeocoder, &p.RouteProvider,
+		&p.MeasurementSystem, &p.DateFormat, &p.HourMode, &p.TIN, &p.IEC,
+		&p.PostCountry, &p.PostRegion, &p.PostIndex, &p.PostCity, &p.PostStreetAddress,
+		&p.RegisteredCountry, &p.RegisteredRegion, &p.RegisteredIndex, &p.RegisteredCity, &p.RegisteredStreetAddress,
+		&p.FirstName, &p.MiddleName, &p.LastName, &p.LegalName,
+	}
+}
+
+// profileValues is p's fields as query arguments, in the order of
+// profileCols.
+func profileValues(p *fleet.UserProfile) []any {
+	fields := profileFields(p)
+	out := make([]any, len(fields))
+	for i, f := range fields {
+		switch v := f.(type) {
+		case *string:
+			out[i] = *v
+		case *bool:
+			out[i] = *v
+		}
+	}
+	return out
+}
+
+var userCols = `id, login, password_hash, title, time_zone, blocked, created_at, ` + strings.Join(profileCols, ", ")
 
 func (s *Store) scanUser(r rowScanner) (*fleet.User, error) {
 	var u fleet.User
-	if err := r.Scan(&u.ID, &u.Login, &u.PasswordHash, &u.Title, &u.TimeZone, &u.Blocked, s.time(&u.CreatedAt)); err != nil {
+	dest := append([]any{&u.ID, &u.Login, &u.PasswordHash, &u.Title, &u.TimeZone, &u.Blocked, s.time(&u.CreatedAt)},
+		profileFields(&u.Profile)...)
+	if err := r.Scan(dest...); err != nil {
 		return nil, err
 	}
 	return &u, nil
@@ -22,13 +62,24 @@ func (s *Store) scanUser(r rowScanner) (*fleet.User, error) {
 // returns the new id. A taken login is store.ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, u *fleet.User) (int64, error) {
 	var id int64
-	err := s.w.QueryRowContext(ctx, s.q(`INSERT INTO users (login, password_hash, title, time_zone, blocked, created_at)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`),
-		u.Login, u.PasswordHash, u.Title, u.TimeZone, u.Blocked, s.d.EncodeTime(createdAt(u.CreatedAt))).Scan(&id)
+	args := append([]any{u.Login, u.PasswordHash, u.Title, u.TimeZone, u.Blocked, s.d.EncodeTime(createdAt(u.CreatedAt))},
+		profileValues(&u.Profile)...)
+	err := s.w.QueryRowContext(ctx, s.q(`INSERT INTO users (login, password_hash, title, time_zone, blocked, created_at, `+
+		strings.Join(profileCols, ", ")+`) VALUES (?, ?, ?, ?, ?, ?`+strings.Repeat(", ?", len(profileCols))+`) RETURNING id`),
+		args...).Scan(&id)
 	if err != nil {
 		return 0, s.err(fmt.Sprintf("create user %q", u.Login), err)
 	}
 	return id, nil
+}
+
+// UpdateUser replaces the title, time zone and profile of the user with
+// u.ID; an unknown id is store.ErrNotFound.
+func (s *Store) UpdateUser(ctx context.Context, u *fleet.User) error {
+	args := append([]any{u.Title, u.TimeZone}, profileValues(&u.Profile)...)
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE users SET title = ?, time_zone = ?, `+
+		strings.Join(profileCols, " = ?, ")+` = ? WHERE id = ?`), append(args, u.ID)...)
+	return s.requireRow(fmt.Sprintf("update user %d", u.ID), res, err)
 }
 
 // User returns the user with id.

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) (store.Store, error)) {
 	}{
 		{"Users", testUsers},
 		{"UsersEmpty", testUsersEmpty},
+		{"UserProfile", testUserProfile},
 		{"Sessions", testSessions},
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		{"Trackers", testTrackers},
@@ -174,6 +175,54 @@ func testUsers(t *testing.T, st store.Store) {
 		t.Fatalf("after SetPasswordHash: %+v, %v", got, err)
 	}
 	wantErr(t, "SetPasswordHash unknown", st.SetPasswordHash(ctx, id+1000, "x"), store.ErrNotFound)
+}
+
+// fullProfile has every field of a user profile set.
+func fullProfile(tag string) fleet.UserProfile {
+	return fleet.UserProfile{
+		Phone: "4917612345678" + tag, Locale: "de_DE", Demo: true, Unverified: true, LegalType: "legal_entity",
+		DefaultGeocoder: "google", RouteProvider: "google", MeasurementSystem: "imperial",
+		DateFormat: "ddMMyyyy_dots", HourMode: "TWELVE_HOURS", TIN: "tin" + tag, IEC: "iec" + tag,
+		PostCountry: "DE", PostRegion: "BE", PostIndex: "10115", PostCity: "Berlin", PostStreetAddress: "Invalidenstr. 1 " + tag,
+		RegisteredCountry: "DE", RegisteredRegion: "HH", RegisteredIndex: "20095", RegisteredCity: "Hamburg",
+		RegisteredStreetAddress: "Mönckebergstr. 2 " + tag,
+		FirstName:               "Jo", MiddleName: "M.", LastName: "Smith " + tag, LegalName: "Fleet GmbH " + tag,
+	}
+}
+
+func testUserProfile(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	in := &fleet.User{Login: "pat", PasswordHash: "h", Title: "Pat", TimeZone: "UTC", CreatedAt: ts, Profile: fullProfile("1")}
+	id, err := st.CreateUser(ctx, in)
+	if err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	want := *in
+	want.ID, want.CreatedAt = id, micro(ts)
+	if got, err := st.User(ctx, id); err != nil || !reflect.DeepEqual(got, &want) {
+		t.Fatalf("User = %+v, %v; want %+v", got, err, &want)
+	}
+
+	// UpdateUser replaces title, time zone and profile, nothing else.
+	upd := &fleet.User{ID: id, Login: "ignored", PasswordHash: "ignored", Blocked: true,
+		Title: "Patricia", TimeZone: "Europe/Paris", Profile: fullProfile("2")}
+	upd.Profile.Demo, upd.Profile.Locale = false, "fr"
+	if err := st.UpdateUser(ctx, upd); err != nil {
+		t.Fatalf("UpdateUser: %v", err)
+	}
+	want.Title, want.TimeZone, want.Profile = upd.Title, upd.TimeZone, upd.Profile
+	if got, err := st.UserByLogin(ctx, "pat"); err != nil || !reflect.DeepEqual(got, &want) {
+		t.Fatalf("after UpdateUser = %+v, %v; want %+v", got, err, &want)
+	}
+	// Back to the zero profile.
+	upd.Profile = fleet.UserProfile{}
+	if err := st.UpdateUser(ctx, upd); err != nil {
+		t.Fatalf("UpdateUser to the zero profile: %v", err)
+	}
+	if got, err := st.User(ctx, id); err != nil || got.Profile != (fleet.UserProfile{}) {
+		t.Fatalf("profile after reset = %+v, %v", got.Profile, err)
+	}
+	wantErr(t, "UpdateUser unknown", st.UpdateUser(ctx, &fleet.User{ID: id + 1000}), store.ErrNotFound)
 }
 
 func testUsersEmpty(t *testing.T, st store.Store) {
@@ -492,6 +541,7 @@ func FullState(trackerID, sourceID int64) *fleet.State {
 			Speed:       54,
 			Alt:         -12,
 			Precision:   ptr(0),
+			GSMLBS:      true,
 		},
 		ConnectionStatus:     fleet.Active,
 		MovementStatus:       fleet.Moving,
@@ -702,9 +752,11 @@ func testManyStates(t *testing.T, st store.Store) {
 
 // RunUpgrade shows that a database made by schema version 1 of d keeps
 // its data when d opens it: open opens the same database with a dialect,
-// and saveV1 writes a state document the way version 1 holds it, with no
-// Seq. Such a state comes back with Seq 0, and any state replaces it.
-func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect) (store.Store, error), saveV1 func(t *testing.T, trackerID int64, doc string)) {
+// and execV1 runs one statement on it directly (the query with ?
+// placeholders in d's style), to write rows as version 1 holds them: a
+// user, a tracker, and a state document with no Seq. The state comes back
+// with Seq 0, and any state replaces it; the user takes a profile.
+func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect) (store.Store, error), execV1 func(t *testing.T, query string, args ...any)) {
 	openAt := func(t *testing.T, version int) store.Store {
 		t.Helper()
 		at := *d
@@ -717,23 +769,33 @@ func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect
 		return st
 	}
 	ctx := t.Context()
-	old := openAt(t, 1)
-	u := MustUser(t, old, "alice")
-	tr := MustTracker(t, old, u.ID, "dev-1")
-	if err := old.Close(); err != nil {
+	if err := openAt(t, 1).Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	u := &fleet.User{ID: 1, Login: "alice", PasswordHash: "h-alice", Title: "T alice", TimeZone: "Europe/Berlin", CreatedAt: micro(ts)}
+	tr := &fleet.Tracker{ID: 1, Label: "car dev-1", UserID: u.ID, SourceID: FirstSourceID, DeviceID: "dev-1", CreatedAt: micro(ts)}
+	execV1(t, d.Query(`INSERT INTO users (id, login, password_hash, title, time_zone, blocked, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), u.ID, u.Login, u.PasswordHash, u.Title, u.TimeZone, false, d.EncodeTime(ts))
+	execV1(t, d.Query(`INSERT INTO trackers (id, label, user_id, source_id, device_id, model, phone, blocked, deleted, created_at)
+		VALUES (?, ?, ?, ?, ?, '', '', ?, ?, ?)`), tr.ID, tr.Label, u.ID, tr.SourceID, tr.DeviceID, false, false, d.EncodeTime(ts))
 	full := FullState(tr.ID, tr.SourceID)
 	full.Seq = 0
 	doc, err := store.EncodeState(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	saveV1(t, tr.ID, string(doc))
+	execV1(t, d.Query(`INSERT INTO states (tracker_id, state) VALUES (?, ?)`), tr.ID, string(doc))
 
 	st := openAt(t, len(d.Migrations))
 	if got, err := st.UserByLogin(ctx, "alice"); err != nil || !reflect.DeepEqual(got, u) {
 		t.Fatalf("user after upgrade = %+v, %v; want %+v", got, err, u)
+	}
+	u.Profile = fullProfile("u")
+	if err := st.UpdateUser(ctx, u); err != nil {
+		t.Fatalf("UpdateUser after upgrade: %v", err)
+	}
+	if got, err := st.User(ctx, u.ID); err != nil || !reflect.DeepEqual(got, u) {
+		t.Fatalf("user with a profile after upgrade = %+v, %v; want %+v", got, err, u)
 	}
 	if got, err := st.Tracker(ctx, tr.ID); err != nil || !reflect.DeepEqual(got, tr) {
 		t.Fatalf("tracker after upgrade = %+v, %v; want %+v", got, err, tr)
