@@ -1,10 +1,11 @@
 package teltonika
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/ingest/cursor"
 )
 
 // Codec is the codec id, the first byte of a packet's data.
@@ -138,8 +139,9 @@ func decode(data []byte) (*Packet, int, error) {
 }
 
 func decodeAVL(data []byte, c Codec, wide bool) (*Packet, int, error) {
-	r := &cursor{b: data, off: 1}
-	n := int(r.u8())
+	r := cursor.New(data, ErrMalformed)
+	r.U8() // codec id
+	n := int(r.U8())
 	if n == 0 {
 		return nil, 0, fmt.Errorf("%w: no records", ErrMalformed)
 	}
@@ -152,54 +154,54 @@ func decodeAVL(data []byte, c Codec, wide bool) (*Packet, int, error) {
 	for i := range p.Records {
 		rec := &p.Records[i]
 		if c == Codec7 {
-			r.record7(rec)
+			record7(r, rec)
 		} else {
-			r.record(rec, c, wide)
+			record(r, rec, c, wide)
 		}
-		if r.err != nil {
-			return nil, 0, fmt.Errorf("record %d of %d: %w", i+1, n, r.err)
+		if r.Err() != nil {
+			return nil, 0, fmt.Errorf("record %d of %d: %w", i+1, n, r.Err())
 		}
 	}
-	if m := int(r.u8()); r.err != nil || m != n {
-		if r.err != nil {
-			return nil, 0, fmt.Errorf("record count: %w", r.err)
+	if m := int(r.U8()); r.Err() != nil || m != n {
+		if r.Err() != nil {
+			return nil, 0, fmt.Errorf("record count: %w", r.Err())
 		}
 		return nil, 0, fmt.Errorf("%w: %d records announced, %d at the end", ErrMalformed, n, m)
 	}
-	return p, r.off, nil
+	return p, r.Offset(), nil
 }
 
 // epoch7 is where Codec 7 counts its seconds from.
 var epoch7 = time.Date(2007, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func (r *cursor) record(rec *Record, c Codec, wide bool) {
-	rec.Time = time.UnixMilli(int64(r.u64())).UTC()
-	rec.Priority = r.u8()
+func record(r *cursor.Reader, rec *Record, c Codec, wide bool) {
+	rec.Time = time.UnixMilli(int64(r.U64())).UTC()
+	rec.Priority = r.U8()
 	rec.HasGPS = true
-	rec.Lon = float64(int32(r.u32())) / 1e7
-	rec.Lat = float64(int32(r.u32())) / 1e7
-	rec.Altitude = int(int16(r.u16()))
-	rec.Angle = int(r.u16())
-	rec.Satellites = int(r.u8())
-	rec.Speed = int(r.u16())
+	rec.Lon = float64(int32(r.U32())) / 1e7
+	rec.Lat = float64(int32(r.U32())) / 1e7
+	rec.Altitude = int(int16(r.U16()))
+	rec.Angle = int(r.U16())
+	rec.Satellites = int(r.U8())
+	rec.Speed = int(r.U16())
 	var total int
 	switch c {
 	case Codec8:
-		rec.EventID = uint16(r.u8())
-		total = int(r.u8())
+		rec.EventID = uint16(r.U8())
+		total = int(r.U8())
 	case Codec8E:
-		rec.EventID = r.u16()
-		total = int(r.u16())
+		rec.EventID = r.U16()
+		total = int(r.U16())
 	case Codec16:
-		rec.EventID = r.u16()
-		rec.Generation = r.u8()
-		total = int(r.u8())
+		rec.EventID = r.U16()
+		rec.Generation = r.U8()
+		total = int(r.U8())
 	}
-	if r.err != nil {
+	if r.Err() != nil {
 		return
 	}
-	if total > r.left()/2 {
-		r.fail("%d IO elements in %d bytes", total, r.left())
+	if total > r.Left()/2 {
+		r.Fail("%d IO elements in %d bytes", total, r.Left())
 		return
 	}
 	rec.IO = make([]IO, 0, total)
@@ -210,42 +212,42 @@ func (r *cursor) record(rec *Record, c Codec, wide bool) {
 	for _, size := range sizes {
 		var count int
 		if c == Codec8E {
-			count = int(r.u16())
+			count = int(r.U16())
 		} else {
-			count = int(r.u8())
+			count = int(r.U8())
 		}
 		for range count {
 			e := IO{Size: size}
 			if c == Codec8 {
-				e.ID = uint16(r.u8())
+				e.ID = uint16(r.U8())
 			} else {
-				e.ID = r.u16()
+				e.ID = r.U16()
 			}
 			if size <= 8 {
-				e.Value = r.uint(size)
+				e.Value = r.Uint(size)
 			} else {
-				e.Raw = r.bytes(size)
+				e.Raw = r.Bytes(size)
 			}
-			if r.err != nil {
+			if r.Err() != nil {
 				return
 			}
 			rec.IO = append(rec.IO, e)
 		}
 	}
 	if c == Codec8E {
-		count := int(r.u16())
+		count := int(r.U16())
 		for range count {
-			e := IO{ID: r.u16()}
-			e.Size = int(r.u16())
-			e.Raw = r.bytes(e.Size)
-			if r.err != nil {
+			e := IO{ID: r.U16()}
+			e.Size = int(r.U16())
+			e.Raw = r.Bytes(e.Size)
+			if r.Err() != nil {
 				return
 			}
 			rec.IO = append(rec.IO, e)
 		}
 	}
-	if r.err == nil && len(rec.IO) != total {
-		r.fail("%d IO elements announced, %d found", total, len(rec.IO))
+	if r.Err() == nil && len(rec.IO) != total {
+		r.Fail("%d IO elements announced, %d found", total, len(rec.IO))
 	}
 }
 
@@ -258,44 +260,44 @@ const (
 	mask7IO8
 )
 
-func (r *cursor) record7(rec *Record) {
-	ts := r.u32()
+func record7(r *cursor.Reader, rec *Record) {
+	ts := r.U32()
 	rec.Priority = uint8(ts >> 30)
 	rec.Time = epoch7.Add(time.Duration(ts&0x3FFFFFFF) * time.Second)
-	mask := r.u8()
+	mask := r.U8()
 	if mask&mask7GPS != 0 {
-		gps := r.u8()
+		gps := r.U8()
 		if gps&0x01 != 0 {
 			rec.HasGPS = true
-			rec.Lat = float64(math.Float32frombits(r.u32()))
-			rec.Lon = float64(math.Float32frombits(r.u32()))
+			rec.Lat = float64(math.Float32frombits(r.U32()))
+			rec.Lon = float64(math.Float32frombits(r.U32()))
 			if math.IsNaN(rec.Lat) || math.IsNaN(rec.Lon) {
-				r.fail("coordinates are not numbers")
+				r.Fail("coordinates are not numbers")
 			}
 		}
 		if gps&0x02 != 0 {
-			rec.Altitude = int(int16(r.u16()))
+			rec.Altitude = int(int16(r.U16()))
 		}
 		if gps&0x04 != 0 {
-			rec.Angle = int(r.u8()) * 360 / 256
+			rec.Angle = int(r.U8()) * 360 / 256
 		}
 		if gps&0x08 != 0 {
-			rec.Speed = int(r.u8())
+			rec.Speed = int(r.U8())
 		}
 		if gps&0x10 != 0 {
-			rec.Satellites = int(r.u8())
+			rec.Satellites = int(r.U8())
 		}
 		if gps&0xE0 != 0 {
 			rec.Cell = &Cell{Signal: -1}
 			if gps&0x20 != 0 {
-				rec.Cell.LAC = r.u16()
-				rec.Cell.CellID = r.u16()
+				rec.Cell.LAC = r.U16()
+				rec.Cell.CellID = r.U16()
 			}
 			if gps&0x40 != 0 {
-				rec.Cell.Signal = int(r.u8())
+				rec.Cell.Signal = int(r.U8())
 			}
 			if gps&0x80 != 0 {
-				rec.Cell.Operator = r.u32()
+				rec.Cell.Operator = r.U32()
 			}
 		}
 	}
@@ -303,88 +305,14 @@ func (r *cursor) record7(rec *Record) {
 		if mask&(mask7IO1<<i) == 0 {
 			continue
 		}
-		count := int(r.u8())
+		count := int(r.U8())
 		for range count {
-			e := IO{Size: size, ID: uint16(r.u8())}
-			e.Value = r.uint(size)
-			if r.err != nil {
+			e := IO{Size: size, ID: uint16(r.U8())}
+			e.Value = r.Uint(size)
+			if r.Err() != nil {
 				return
 			}
 			rec.IO = append(rec.IO, e)
 		}
 	}
-}
-
-// cursor reads big-endian fields; the first read past the end sets err and
-// every read after it returns zeros.
-type cursor struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *cursor) fail(format string, args ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-	}
-}
-
-func (r *cursor) left() int { return len(r.b) - r.off }
-
-func (r *cursor) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || r.left() < n {
-		r.fail("truncated at byte %d (%d more wanted)", r.off, n)
-		return nil
-	}
-	b := r.b[r.off : r.off+n : r.off+n]
-	r.off += n
-	return b
-}
-
-func (r *cursor) u8() uint8 {
-	if b := r.take(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (r *cursor) u16() uint16 {
-	if b := r.take(2); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (r *cursor) u32() uint32 {
-	if b := r.take(4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (r *cursor) u64() uint64 {
-	if b := r.take(8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
-func (r *cursor) uint(size int) uint64 {
-	var v uint64
-	for _, x := range r.take(size) {
-		v = v<<8 | uint64(x)
-	}
-	return v
-}
-
-// bytes returns a copy: records outlive the read buffer.
-func (r *cursor) bytes(n int) []byte {
-	b := r.take(n)
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
 }

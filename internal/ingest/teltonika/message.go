@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fleetwire/fleetwire/internal/ingest/cursor"
 )
 
 // Message types of Codecs 12 to 15.
@@ -57,8 +59,9 @@ func (m Message) DriverID() (string, bool) {
 }
 
 func decodeMessages(data []byte, c Codec) (*Packet, int, error) {
-	r := &cursor{b: data, off: 1}
-	n := int(r.u8())
+	r := cursor.New(data, ErrMalformed)
+	r.U8() // codec id
+	n := int(r.U8())
 	if n == 0 {
 		return nil, 0, fmt.Errorf("%w: no messages", ErrMalformed)
 	}
@@ -68,34 +71,34 @@ func decodeMessages(data []byte, c Codec) (*Packet, int, error) {
 	p := &Packet{Codec: c, Messages: make([]Message, n)}
 	for i := range p.Messages {
 		m := &p.Messages[i]
-		m.Type = r.u8()
-		size := int(r.u32())
-		if r.err == nil && size > r.left() {
-			return nil, 0, fmt.Errorf("%w: message %d of %d bytes in %d", ErrMalformed, i+1, size, r.left())
+		m.Type = r.U8()
+		size := int(r.U32())
+		if r.Err() == nil && size > r.Left() {
+			return nil, 0, fmt.Errorf("%w: message %d of %d bytes in %d", ErrMalformed, i+1, size, r.Left())
 		}
 		if c == Codec13 || c == Codec15 {
-			m.Time = time.Unix(int64(r.u32()), 0).UTC()
+			m.Time = time.Unix(int64(r.U32()), 0).UTC()
 			size -= 4
 		}
 		if c == Codec14 || c == Codec15 {
-			m.IMEI = imei(r.take(8))
+			m.IMEI = imei(r.Take(8))
 			size -= 8
 		}
 		if size < 0 {
 			return nil, 0, fmt.Errorf("%w: message %d is shorter than its header", ErrMalformed, i+1)
 		}
-		m.Payload = r.bytes(size)
-		if r.err != nil {
-			return nil, 0, fmt.Errorf("message %d of %d: %w", i+1, n, r.err)
+		m.Payload = r.Bytes(size)
+		if r.Err() != nil {
+			return nil, 0, fmt.Errorf("message %d of %d: %w", i+1, n, r.Err())
 		}
 	}
-	if m := int(r.u8()); r.err != nil || m != n {
-		if r.err != nil {
-			return nil, 0, fmt.Errorf("message count: %w", r.err)
+	if m := int(r.U8()); r.Err() != nil || m != n {
+		if r.Err() != nil {
+			return nil, 0, fmt.Errorf("message count: %w", r.Err())
 		}
 		return nil, 0, fmt.Errorf("%w: %d messages announced, %d at the end", ErrMalformed, n, m)
 	}
-	return p, r.off, nil
+	return p, r.Offset(), nil
 }
 
 // imei reads Codec 14's eight-byte IMEI: the digits as hexadecimal, one
