@@ -92,6 +92,8 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.MQTTURL, "mqtt-url", os.Getenv("FLEETWIRE_MQTT_URL"), "MQTT broker for device telemetry, the topic bridge and commands, e.g. tcp://127.0.0.1:1883 (default: the embedded broker)")
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")
 	fs.StringVar(&f.cfg.NGPListen, "ngp-listen", ":47642", "address of the generic protocol (NGP) HTTP ingest listener (empty disables)")
+	fs.StringVar(&f.cfg.TeltonikaListen, "teltonika-listen", ":5027", "address of the Teltonika TCP and UDP listener (empty disables)")
+	fs.StringVar(&f.cfg.GT06Listen, "gt06-listen", ":5023", "address of the GT06 TCP and UDP listener (empty disables)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
 	fs.StringVar(&f.pprofListen, "pprof-listen", "", "address of a net/http/pprof listener for profiling, e.g. 127.0.0.1:6060 (default: none)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -43,6 +43,10 @@ type Options struct {
 	// Commander carries output switches and commands to devices; nil
 	// answers those actions with 214.
 	Commander Commander
+	// Links carries commands to trackers connected over their own
+	// protocols (Teltonika, GT06); those trackers' commands go there
+	// instead of to the Commander.
+	Links Links
 }
 
 // authService is what the API needs from sign-in and credentials;

@@ -26,6 +26,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
 	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
+	"github.com/fleetwire/fleetwire/internal/ingest/trackers"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
@@ -105,6 +106,14 @@ type Config struct {
 	// AllowedOrigins may call the event endpoint from other origins (CORS);
 	// "*" any, without credentials.
 	AllowedOrigins []string
+	// TeltonikaListen is the address of the Teltonika TCP and UDP
+	// listener; empty disables it.
+	TeltonikaListen string
+	// GT06Listen is the address of the GT06 TCP and UDP listener; empty
+	// disables it.
+	GT06Listen string
+	// Trackers tunes the Teltonika and GT06 listeners (deadlines, bounds).
+	Trackers trackers.Options
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -138,6 +147,10 @@ type Server struct {
 
 	ln, osmandLn, ngpLn net.Listener
 	ready               chan struct{}
+
+	links     *trackers.Links
+	teltonika *trackers.Listener
+	gt06      *trackers.Listener
 }
 
 // New opens the store, loads state and binds the listeners. Start serving
@@ -266,7 +279,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			mqttURL = b.URL()
 		}
 	}
-	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger}
+	s.links = trackers.NewLinks()
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Links: s.links}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
@@ -314,6 +328,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen ngp %s: %w", cfg.NGPListen, err)
 		}
 	}
+	trOpts := cfg.Trackers
+	if trOpts.Logger == nil {
+		trOpts.Logger = cfg.Logger
+	}
+	if cfg.TeltonikaListen != "" {
+		if s.teltonika, err = trackers.ListenTeltonika(cfg.TeltonikaListen, s.State, s.links, trOpts); err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("listen teltonika: %w", err)
+		}
+	}
+	if cfg.GT06Listen != "" {
+		if s.gt06, err = trackers.ListenGT06(cfg.GT06Listen, s.State, s.links, trOpts); err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("listen gt06: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -331,9 +363,32 @@ func (s *Server) closeListeners() {
 			ln.Close()
 		}
 	}
+	for _, l := range []*trackers.Listener{s.teltonika, s.gt06} {
+		if l != nil {
+			l.Close()
+		}
+	}
 	if s.broker != nil {
 		s.broker.Close()
 	}
+}
+
+// TeltonikaAddr is the bound TCP address of the Teltonika listener (UDP
+// is on the same port), or "".
+func (s *Server) TeltonikaAddr() string {
+	if s.teltonika == nil {
+		return ""
+	}
+	return s.teltonika.Addr()
+}
+
+// GT06Addr is the bound TCP address of the GT06 listener (UDP is on the
+// same port), or "".
+func (s *Server) GT06Addr() string {
+	if s.gt06 == nil {
+		return ""
+	}
+	return s.gt06.Addr()
 }
 
 // NGPAddr is the bound address of the generic protocol listener, or "".
@@ -407,13 +462,19 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go serve("ngp", s.ngp, s.ngpLn)
 	}
+	for _, l := range []*trackers.Listener{s.teltonika, s.gt06} {
+		if l != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); report(l.Serve(bg)) }()
+		}
+	}
 	if s.mqttSub != nil {
 		wg.Add(2)
 		go func() { defer wg.Done(); report(wrap("mqtt ingest", s.mqttSub.Run(bg))) }()
 		go func() { defer wg.Done(); report(wrap("topic bridge", s.bridge.Run(bg))) }()
 	}
 	close(s.ready)
-	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr())
+	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr(), "teltonika", s.TeltonikaAddr(), "gt06", s.GT06Addr())
 
 	var runErr error
 	select {
