@@ -261,7 +261,10 @@ func (c *conn) command(ctx context.Context, pkt []byte) (string, error) {
 	select {
 	case a, ok := <-ch:
 		if !ok {
-			return "", errNoAnswer
+			// The connection ended while the command waited.
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return "", c.closed
 		}
 		return a, nil
 	case <-t.C:
