@@ -43,6 +43,9 @@ type Options struct {
 	// Commander carries output switches and commands to devices; nil
 	// answers those actions with 214.
 	Commander Commander
+	// History reads trackers' positions for track/list and track/read;
+	// nil answers them with 214.
+	History TrackHistory
 	// Links carries commands to trackers connected over their own
 	// protocols (Teltonika, GT06); those trackers' commands go there
 	// instead of to the Commander.
@@ -163,6 +166,8 @@ func newAPI(a authService, reg registry, opts Options) *API {
 		"tracker/output/set_all":      {fn: x.trackerOutputSetAll},
 		"tracker/raw_command/send":    {fn: x.trackerRawCommandSend},
 		"tracker/send_command":        {fn: x.trackerSendCommand},
+		"track/list":                  {fn: x.trackList},
+		"track/read":                  {fn: x.trackRead},
 	}
 	x.handler = http.HandlerFunc(x.serve)
 	return x

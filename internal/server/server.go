@@ -23,6 +23,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus/jetstream"
 	"github.com/fleetwire/fleetwire/internal/commands"
 	"github.com/fleetwire/fleetwire/internal/events"
+	"github.com/fleetwire/fleetwire/internal/history"
 	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
 	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
@@ -114,6 +115,8 @@ type Config struct {
 	GT06Listen string
 	// Trackers tunes the Teltonika and GT06 listeners (deadlines, bounds).
 	Trackers trackers.Options
+	// HistoryRetention is how long track points are kept (0: forever).
+	HistoryRetention time.Duration
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -151,6 +154,19 @@ type Server struct {
 	links     *trackers.Links
 	teltonika *trackers.Listener
 	gt06      *trackers.Listener
+	// History keeps every accepted fix with a location; the ingest
+	// adapters apply through it. Nil when the store has no history.
+	History *history.Recorder
+}
+
+// ingest is what the device ingest adapters apply fixes to: the history
+// recorder (which applies to the live state and keeps the fix), or the
+// live state alone.
+func (s *Server) ingest() trackers.Applier {
+	if s.History != nil {
+		return s.History
+	}
+	return s.State
 }
 
 // New opens the store, loads state and binds the listeners. Start serving
@@ -225,6 +241,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		evOpts.Sessions, evOpts.Node = sessions, s.cluster.Node()
 	}
+	if hs, ok := st.(store.History); ok {
+		s.History = history.New(s.State, hs, history.Options{Retention: cfg.HistoryRetention, Logger: cfg.Logger})
+	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
 	// The hub hears of every change through the registry, which takes
 	// each in first, in the order of the log.
@@ -281,6 +300,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.links = trackers.NewLinks()
 	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Links: s.links}
+	if s.History != nil {
+		apiOpts.History = s.History
+	}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
@@ -288,7 +310,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			// is ingested by one of them.
 			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
 		}
-		s.mqttSub = mqtt.New(s.State, mo)
+		s.mqttSub = mqtt.New(s.ingest(), mo)
 		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Logger: cfg.Logger})
 		s.commands = commands.New(mqttURL, cfg.Logger)
 		apiOpts.Commander = s.commands
@@ -305,7 +327,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.OsmandListen != "" {
 		s.osmand = &http.Server{
-			Handler:           osmand.NewHandler(s.State, cfg.Logger),
+			Handler:           osmand.NewHandler(s.ingest(), cfg.Logger),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		}
@@ -317,7 +339,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.NGPListen != "" {
 		s.ngp = &http.Server{
-			Handler:           ngp.NewHandler(s.State, cfg.Logger),
+			Handler:           ngp.NewHandler(s.ingest(), cfg.Logger),
 			Protocols:         ngp.Protocols(),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -333,14 +355,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		trOpts.Logger = cfg.Logger
 	}
 	if cfg.TeltonikaListen != "" {
-		if s.teltonika, err = trackers.ListenTeltonika(cfg.TeltonikaListen, s.State, s.links, trOpts); err != nil {
+		if s.teltonika, err = trackers.ListenTeltonika(cfg.TeltonikaListen, s.ingest(), s.links, trOpts); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen teltonika: %w", err)
 		}
 	}
 	if cfg.GT06Listen != "" {
-		if s.gt06, err = trackers.ListenGT06(cfg.GT06Listen, s.State, s.links, trOpts); err != nil {
+		if s.gt06, err = trackers.ListenGT06(cfg.GT06Listen, s.ingest(), s.links, trOpts); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen gt06: %w", err)
@@ -467,6 +489,10 @@ func (s *Server) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() { defer wg.Done(); report(l.Serve(bg)) }()
 		}
+	}
+	if s.History != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); report(wrap("history", s.History.Run(bg))) }()
 	}
 	if s.mqttSub != nil {
 		wg.Add(2)

@@ -18,16 +18,19 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/history"
 	"github.com/fleetwire/fleetwire/internal/ingest/gt06"
 	"github.com/fleetwire/fleetwire/internal/ingest/teltonika"
 	"github.com/fleetwire/fleetwire/internal/state"
-	"github.com/fleetwire/fleetwire/internal/store"
+	"github.com/fleetwire/fleetwire/internal/store/sqlite"
+	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
 )
 
 // fixture is a live registry on a real SQLite store and a bus, with one
 // user, and the listeners under test.
 type fixture struct {
 	t      *testing.T
+	st     *sqlstore.Store
 	reg    *state.Registry
 	bus    bus.Bus
 	user   int64
@@ -39,7 +42,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fw.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, reg: reg, bus: b, user: uid, links: NewLinks(), ctx: ctx, cancel: cancel}
+	f := &fixture{t: t, st: st, reg: reg, bus: b, user: uid, links: NewLinks(), ctx: ctx, cancel: cancel}
 	t.Cleanup(func() {
 		cancel()
 		b.Close()
@@ -501,4 +504,38 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestAckAfterHistoryWrite: with the history recorder in front of the
+// state, a packet's acknowledgement comes after its records are in the
+// store, and a failing store means no acknowledgement.
+func TestAckAfterHistoryWrite(t *testing.T) {
+	f := newFixture(t)
+	tr := f.tracker("666666666666666")
+	rec := history.New(f.reg, f.st, history.Options{})
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(f.ctx) }()
+	t.Cleanup(func() { f.cancel(); <-done })
+	l := f.serve(ListenTeltonika("127.0.0.1:0", rec, f.links, Options{Logger: quiet}))
+	d := dial(t, l.Addr())
+	d.send(teltonika.AppendIMEI(nil, tr.DeviceID))
+	d.expect([]byte{teltonika.Accept})
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
+	var recs []teltonika.Record
+	for i := range 30 {
+		recs = append(recs, teltonika.Record{Time: at.Add(time.Duration(i) * time.Second), Lat: 54 + float64(i)*1e-4, Lon: 25, Satellites: 7, Speed: 30})
+	}
+	data, _ := teltonika.AppendAVL(nil, teltonika.Codec8, recs)
+	d.send(teltonika.AppendFrame(nil, data))
+	d.expect(teltonika.AppendAck(nil, 30))
+	// No waiting: the ack promised they are written.
+	pts, err := f.st.Points(f.ctx, tr.ID, at.Add(-time.Second), at.Add(time.Minute), 100)
+	if err != nil || len(pts) != 30 || !pts[29].Time.Equal(recs[29].Time) {
+		t.Fatalf("%v: %d points after the ack", err, len(pts))
+	}
+	// A store that fails: the device gets no ack for the packet.
+	f.st.Close()
+	d.send(teltonika.AppendFrame(nil, data))
+	d.expect(teltonika.AppendAck(nil, 0))
+	d.closed()
 }
