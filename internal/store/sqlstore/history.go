@@ -21,9 +21,10 @@ import (
 
 var _ store.History = (*Store)(nil)
 
-// pointsPerStatement is how many points one INSERT carries (ten
-// parameters each).
-const pointsPerStatement = 400
+// pointStatementSizes are the row counts of the prepared point inserts,
+// largest first (ten parameters a row): a batch is written with as few
+// statements as these sizes allow, without parsing SQL each time.
+var pointStatementSizes = []int{400, 100, 25, 5, 1}
 
 // Point flags, the flags column.
 const (
@@ -35,23 +36,26 @@ const insertPointsSQL = `INSERT INTO positions (tracker_id, t, lat, lng, alt, sp
 
 const pointColumns = `t, lat, lng, alt, speed, heading, satellites, precision, flags`
 
-// pointStatements are the prepared appends: a full chunk and one point.
+// pointStatements are the prepared appends, one per size.
 type pointStatements struct {
 	once        sync.Once
-	chunk, one  *sql.Stmt
+	stmts       []*sql.Stmt // by pointStatementSizes
 	prepareFail error
 }
 
 func (s *Store) pointStatements(ctx context.Context) (*pointStatements, error) {
 	ps := &s.points
 	ps.once.Do(func() {
-		values := func(n int) string {
-			return strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, n-1) + `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tracker_id, t) DO NOTHING`
+		for _, n := range pointStatementSizes {
+			query := insertPointsSQL + strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, n-1) +
+				`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tracker_id, t) DO NOTHING`
+			st, err := s.w.PrepareContext(ctx, s.q(query))
+			if err != nil {
+				ps.prepareFail = err
+				return
+			}
+			ps.stmts = append(ps.stmts, st)
 		}
-		if ps.chunk, ps.prepareFail = s.w.PrepareContext(ctx, s.q(insertPointsSQL+values(pointsPerStatement))); ps.prepareFail != nil {
-			return
-		}
-		ps.one, ps.prepareFail = s.w.PrepareContext(ctx, s.q(insertPointsSQL+values(1)))
 	})
 	if ps.prepareFail != nil {
 		return nil, s.err("prepare point inserts", ps.prepareFail)
@@ -85,27 +89,30 @@ func (s *Store) AppendPoints(ctx context.Context, points []store.Point) error {
 	if err != nil {
 		return err
 	}
+	// A context that is never done: the driver would watch a
+	// cancellable one with a goroutine per statement.
+	ctx = context.WithoutCancel(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return s.err("append points", err)
 	}
 	defer tx.Rollback()
-	chunk, one := tx.StmtContext(ctx, ps.chunk), tx.StmtContext(ctx, ps.one)
-	args := make([]any, 0, 10*pointsPerStatement)
+	args := make([]any, 0, 10*pointStatementSizes[0])
 	rest := points
-	for len(rest) >= pointsPerStatement {
-		args = args[:0]
-		for _, p := range rest[:pointsPerStatement] {
-			args = s.pointArgs(args, p)
+	for i, n := range pointStatementSizes {
+		if len(rest) < n {
+			continue
 		}
-		rest = rest[pointsPerStatement:]
-		if _, err := chunk.ExecContext(ctx, args...); err != nil {
-			return s.err("append points", err)
-		}
-	}
-	for _, p := range rest {
-		if _, err := one.ExecContext(ctx, s.pointArgs(args[:0], p)...); err != nil {
-			return s.err("append points", err)
+		st := tx.StmtContext(ctx, ps.stmts[i])
+		for len(rest) >= n {
+			args = args[:0]
+			for _, p := range rest[:n] {
+				args = s.pointArgs(args, p)
+			}
+			rest = rest[n:]
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return s.err("append points", err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {

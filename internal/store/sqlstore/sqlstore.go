@@ -89,10 +89,8 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 
 // Close closes the connection pools.
 func (s *Store) Close() error {
-	for _, st := range []*sql.Stmt{s.points.chunk, s.points.one} {
-		if st != nil {
-			st.Close()
-		}
+	for _, st := range s.points.stmts {
+		st.Close()
 	}
 	err := s.w.Close()
 	if s.r != s.w {
