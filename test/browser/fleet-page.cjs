@@ -95,7 +95,9 @@ async function main() {
 
     const row = page.locator('table#trackers tbody tr[data-tracker-id="' + TRACKER + '"]');
     try {
-      await row.waitFor({ state: 'visible' });
+      // Sign-in runs bcrypt, which takes seconds under the race detector
+      // on a loaded machine: wait longer than for anything else.
+      await row.waitFor({ state: 'visible', timeout: 40000 });
     } catch (e) {
       const loginError = await page.locator('#login-error').textContent().catch(() => '');
       fail('tracker row ' + TRACKER + ' did not appear' + (loginError ? ': ' + loginError : ''));
