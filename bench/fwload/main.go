@@ -8,6 +8,12 @@
 //	       -admin-key KEY -conns 1000 -trackers 1000 -fleet-size 100 -rate 1000 -duration 20s -pid PID
 //	fwload -system centrifugo -url http://127.0.0.1:8000 -api-key KEY -conns 1000 ...
 //	fwload -compare fleetwire.json,centrifugo.json [-md out.md]
+//	fwload teltonika -admin-key KEY -addr 127.0.0.1:5027 -devices 5000 -rate 5000 -duration 20s -pid PID
+//
+// The teltonika mode simulates Teltonika devices instead: one TCP
+// connection each, sending AVL packets and waiting for their
+// acknowledgements; it reports fixes per second per server core and the
+// server's memory per connected device.
 //
 // It only talks to loopback addresses and is bounded in connections and time.
 package main
@@ -72,7 +78,13 @@ func (c *Config) ConnFleet(i int) int { return i % c.Fleets() }
 
 func main() {
 	logOut = os.Stderr
-	if err := run(os.Args[1:]); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "teltonika" {
+		err = runTeltonika(os.Args[2:])
+	} else {
+		err = run(os.Args[1:])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}

@@ -53,7 +53,13 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, run *dem
 	if err != nil {
 		return fmt.Errorf("seed demo fleet: %w", err)
 	}
-	sim := demo.NewSimulator(srv.State, trackers, demo.SimOptions{Interval: f.demoInterval})
+	// The demo's fixes are kept in the history without waiting for each
+	// write; they are acknowledged to nobody.
+	var app demo.Applier = srv.State
+	if srv.History != nil {
+		app = srv.History.Async()
+	}
+	sim := demo.NewSimulator(app, trackers, demo.SimOptions{Interval: f.demoInterval})
 	run.sim.Store(sim)
 	go func() {
 		if err := sim.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

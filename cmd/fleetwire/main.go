@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -93,6 +94,10 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.MQTTURL, "mqtt-url", os.Getenv("FLEETWIRE_MQTT_URL"), "MQTT broker for device telemetry, the topic bridge and commands, e.g. tcp://127.0.0.1:1883 (default: the embedded broker)")
 	fs.StringVar(&f.cfg.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "address of the embedded MQTT broker when --mqtt-url is empty (empty disables MQTT)")
 	fs.StringVar(&f.cfg.NGPListen, "ngp-listen", ":47642", "address of the generic protocol (NGP) HTTP ingest listener (empty disables)")
+	fs.StringVar(&f.cfg.TeltonikaListen, "teltonika-listen", ":5027", "address of the Teltonika TCP and UDP listener (empty disables)")
+	fs.StringVar(&f.cfg.GT06Listen, "gt06-listen", ":5023", "address of the GT06 TCP and UDP listener (empty disables)")
+	f.cfg.HistoryRetention = 90 * 24 * time.Hour
+	fs.Var((*days)(&f.cfg.HistoryRetention), "history-retention", "how long track points are kept, e.g. 90d or 36h (0: forever)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
 	fs.Int64Var(&f.cfg.DealerID, "dealer-id", 1, "the installation's dealer id: user/auth refuses another dealer_id with 102")
 	fs.Func("bridge-name", "NAME=DEVICE: a topic bridge connection to /auth/NAME talks to device DEVICE by default (repeatable)", func(v string) error {
@@ -173,4 +178,31 @@ func runServer(args []string, demo bool) error {
 		}
 	}
 	return srv.Run(ctx)
+}
+
+// days is a duration flag that also takes whole days ("90d").
+type days time.Duration
+
+func (d *days) String() string {
+	if v := time.Duration(*d); v%(24*time.Hour) == 0 && v > 0 {
+		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%q is not a number of days", s)
+		}
+		*d = days(time.Duration(v) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration", s)
+	}
+	*d = days(v)
+	return nil
 }

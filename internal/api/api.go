@@ -56,6 +56,13 @@ type Options struct {
 	// rather than 217 or 204); nil takes every such tracker as never
 	// existing. A store.Store provides it.
 	Store TrackerStore
+	// History reads trackers' positions for track/list and track/read;
+	// nil answers them with 214.
+	History TrackHistory
+	// Links carries commands to trackers connected over their own
+	// protocols (Teltonika, GT06); those trackers' commands go there
+	// instead of to the Commander.
+	Links Links
 }
 
 // TrackerStore looks trackers up by id, deleted ones included.
@@ -184,6 +191,8 @@ func newAPI(a authService, reg registry, opts Options) *API {
 		"tracker/output/set_all":      {fn: x.trackerOutputSetAll},
 		"tracker/raw_command/send":    {fn: x.trackerRawCommandSend},
 		"tracker/send_command":        {fn: x.trackerSendCommand},
+		"track/list":                  {fn: x.trackList},
+		"track/read":                  {fn: x.trackRead},
 	}
 	x.handler = http.HandlerFunc(x.serve)
 	return x

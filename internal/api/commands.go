@@ -35,7 +35,7 @@ func (x *API) commandTarget(c *call, notFound *apierr.Error) (*fleet.Tracker, er
 	if s, ok := x.reg.State(t.ID); ok && s.ConnectionStatus == fleet.Offline {
 		return nil, apierr.DeviceOffline
 	}
-	if x.opts.Commander == nil {
+	if x.opts.Commander == nil && !x.viaLink(t) {
 		return nil, apierr.NotSupported.With("no command channel is configured")
 	}
 	return t, nil
@@ -75,10 +75,7 @@ func (x *API) trackerOutputSet(ctx context.Context, c *call) (any, error) {
 	if !c.p.has("enable") {
 		return nil, apierr.InvalidParameters.With("enable is required")
 	}
-	if err := x.opts.Commander.SetOutput(ctx, t.DeviceID, int(n), on); err != nil {
-		return nil, apierr.From(err)
-	}
-	return success, nil
+	return x.setOutput(ctx, t, int(n), on)
 }
 
 // trackerOutputSetAll is tracker/output/set_all: every output at once.
@@ -91,6 +88,9 @@ func (x *API) trackerOutputSetAll(ctx context.Context, c *call) (any, error) {
 	var outs []bool
 	if !ok || json.Unmarshal(raw, &outs) != nil || len(outs) == 0 || len(outs) > 64 {
 		return nil, apierr.InvalidParameters.With("outputs must be an array of booleans")
+	}
+	if res, ok, err := x.setOutputs(ctx, t, outs); ok {
+		return res, err
 	}
 	payload, _ := json.Marshal(map[string]any{"outputs": outs})
 	if err := x.opts.Commander.Send(ctx, t.DeviceID, "outputs", payload); err != nil {
@@ -133,6 +133,9 @@ func (x *API) trackerRawCommandSend(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, apierr.InvalidParameters.WithParam("reliable", "Not a boolean")
 	}
+	if res, ok, err := x.rawCommand(ctx, t, cmd, typ); ok {
+		return res, err
+	}
 	payload, _ := json.Marshal(map[string]any{"command": cmd, "type": typ, "reliable": reliable})
 	if err := x.opts.Commander.Send(ctx, t.DeviceID, "raw", payload); err != nil {
 		return nil, apierr.From(err)
@@ -153,6 +156,9 @@ func (x *API) trackerSendCommand(ctx context.Context, c *call) (any, error) {
 	}
 	if !ok || json.Unmarshal(raw, &cmd) != nil || cmd.Name == "" {
 		return nil, apierr.InvalidParameters.With("command must be an object with a name")
+	}
+	if x.viaLink(t) {
+		return nil, apierr.NotSupported.With("named commands are not defined for the device's protocol; use tracker/raw_command/send")
 	}
 	if err := x.opts.Commander.Send(ctx, t.DeviceID, "command", raw); err != nil {
 		return nil, apierr.From(err)

@@ -97,6 +97,12 @@ var (
 	LoginInUse = def(206, "Login already in use", 0)
 	// DeviceBlocked means the tracker is blocked.
 	DeviceBlocked = def(208, "Device blocked", 403)
+	// TimeSpanTooBig means the period between from and to is longer than
+	// the action allows.
+	TimeSpanTooBig = def(211, "Requested time span is too big", 0)
+	// LimitTooBig means a requested limit, or the data a period holds, is
+	// more than the action returns.
+	LimitTooBig = def(212, "Requested limit is too big", 0)
 	// DeviceOffline means a command cannot reach the device now.
 	DeviceOffline = def(213, "Cannot perform action: the device is offline", 0)
 	// NotSupported means the device does not support the operation or parameters.
@@ -119,7 +125,7 @@ var All = []*Error{
 	DatabaseError, WrongHash, SessionNotFound, WrongRequestFormat, Unexpected,
 	InvalidParameters, TooLarge, AccessDenied, TooManyRequests, WrongLogin,
 	WrongHandler, WrongMethod, NotFound, EntityNotFound, LoginInUse,
-	DeviceBlocked, DeviceOffline, NotSupported, NonexistentEntities,
+	DeviceBlocked, TimeSpanTooBig, LimitTooBig, DeviceOffline, NotSupported, NonexistentEntities,
 	DeviceIDInUse, DeviceCorrupted, OverQuota, SessionTypeForbidden,
 }
 

@@ -61,11 +61,17 @@ type SimOptions struct {
 // berlin is the centre the routes loop around.
 var berlin = fleet.Location{Lat: 52.52, Lng: 13.405}
 
+// Applier takes the simulated fixes: *state.Registry, or the history
+// recorder in front of it.
+type Applier interface {
+	Apply(ctx context.Context, f *state.Fix) (*fleet.State, error)
+}
+
 // Simulator moves trackers along closed routes and reports their fixes to
 // the registry. A tracker whose device reports for real (see Release)
 // leaves the simulation for good and stays where it reported.
 type Simulator struct {
-	reg      *state.Registry
+	reg      Applier
 	opts     SimOptions
 	vehicles []*vehicle
 	byDevice map[string]*vehicle
@@ -99,7 +105,7 @@ type vehicle struct {
 
 // NewSimulator returns a simulator for trackers. Routes, speeds and
 // stops are deterministic: tracker i behaves the same on every run.
-func NewSimulator(reg *state.Registry, trackers []*fleet.Tracker, opts SimOptions) *Simulator {
+func NewSimulator(reg Applier, trackers []*fleet.Tracker, opts SimOptions) *Simulator {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}

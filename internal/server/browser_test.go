@@ -46,8 +46,14 @@ func chromiumEnv(t *testing.T) (chromium, artifacts string) {
 func TestFleetPageInChromium(t *testing.T) {
 	dir := nodeDir(t, "browser")
 	chromium, artifacts := chromiumEnv(t)
-	h := startServer(t, func(c *Config) { c.Heartbeat = 5 * time.Second })
+	h := startServer(t, func(c *Config) {
+		c.Heartbeat = 5 * time.Second
+		trackerListeners(c)
+	})
 	uid := h.createUser("browser-user", "browser-pass", "Europe/Berlin")
+	// A Teltonika tracker that drove in the last hours, for its trail.
+	truck := h.createTracker(uid, "Truck (Teltonika)", "356307042441099")
+	drive(t, h, truck.device, time.Now().Add(-2*time.Hour).Truncate(time.Minute))
 	for i := 1; i <= 3; i++ {
 		h.createTracker(uid, "Van "+strconv.Itoa(i), "browser-extra-"+strconv.Itoa(i))
 		h.fix("browser-extra-"+strconv.Itoa(i), 52.50+float64(i)/100, 13.40+float64(i)/100, 10)
@@ -57,8 +63,11 @@ func TestFleetPageInChromium(t *testing.T) {
 			dev := "browser-" + transport
 			tr := h.createTracker(uid, "Browser "+transport, dev)
 			h.fix(dev, 52.52, 13.405, 0)
-			out, err := runNode(t, dir, "fleet-page.cjs",
-				"FLEETWIRE_URL="+h.base,
+			env := []string{"FLEETWIRE_URL=" + h.base}
+			if transport == "websocket" {
+				env = append(env, "FLEETWIRE_TRAIL_TRACKER="+strconv.FormatInt(truck.id, 10), "FLEETWIRE_TRAIL_PROTOCOL=teltonika")
+			}
+			out, err := runNode(t, dir, "fleet-page.cjs", append(env,
 				"FLEETWIRE_OSMAND_URL="+h.osmand,
 				"FLEETWIRE_LOGIN=browser-user",
 				"FLEETWIRE_PASSWORD=browser-pass",
@@ -67,7 +76,7 @@ func TestFleetPageInChromium(t *testing.T) {
 				"TRANSPORT="+transport,
 				"FLEETWIRE_ARTIFACTS="+artifacts,
 				"CHROMIUM="+chromium,
-			)
+			)...)
 			if err != nil {
 				t.Fatal(err)
 			}

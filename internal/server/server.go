@@ -24,9 +24,11 @@ import (
 	"github.com/fleetwire/fleetwire/internal/commands"
 	"github.com/fleetwire/fleetwire/internal/events"
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/history"
 	"github.com/fleetwire/fleetwire/internal/ingest/mqtt"
 	"github.com/fleetwire/fleetwire/internal/ingest/ngp"
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
+	"github.com/fleetwire/fleetwire/internal/ingest/trackers"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
@@ -118,6 +120,16 @@ type Config struct {
 	// the message is applied. The demo uses it to hand trackers whose
 	// devices report for real over from the simulator.
 	OnDeviceMessage func(deviceID string)
+	// TeltonikaListen is the address of the Teltonika TCP and UDP
+	// listener; empty disables it.
+	TeltonikaListen string
+	// GT06Listen is the address of the GT06 TCP and UDP listener; empty
+	// disables it.
+	GT06Listen string
+	// Trackers tunes the Teltonika and GT06 listeners (deadlines, bounds).
+	Trackers trackers.Options
+	// HistoryRetention is how long track points are kept (0: forever).
+	HistoryRetention time.Duration
 	// TileURL is a raster map tile URL template for the fleet page
 	// ("https://tile.openstreetmap.org/{z}/{x}/{y}.png"); empty draws an
 	// offline map.
@@ -151,6 +163,23 @@ type Server struct {
 
 	ln, osmandLn, ngpLn net.Listener
 	ready               chan struct{}
+
+	links     *trackers.Links
+	teltonika *trackers.Listener
+	gt06      *trackers.Listener
+	// History keeps every accepted fix with a location; the ingest
+	// adapters apply through it. Nil when the store has no history.
+	History *history.Recorder
+}
+
+// ingest is what the device ingest adapters apply fixes to: the history
+// recorder (which applies to the live state and keeps the fix), or the
+// live state alone.
+func (s *Server) ingest() trackers.Applier {
+	if s.History != nil {
+		return s.History
+	}
+	return s.State
 }
 
 // New opens the store, loads state and binds the listeners. Start serving
@@ -225,6 +254,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		evOpts.Sessions, evOpts.Node = sessions, s.cluster.Node()
 	}
+	if hs, ok := st.(store.History); ok {
+		s.History = history.New(s.State, hs, history.Options{Retention: cfg.HistoryRetention, Logger: cfg.Logger})
+	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
 	// The hub hears of every change through the registry, which takes
 	// each in first, in the order of the log.
@@ -279,8 +311,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			mqttURL = b.URL()
 		}
 	}
-	ingest := ingestApplier{Registry: s.State, seen: cfg.OnDeviceMessage}
-	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st, DealerID: cfg.DealerID}
+	s.links = trackers.NewLinks()
+	ingest := ingestApplier{next: s.ingest(), seen: cfg.OnDeviceMessage}
+	apiOpts := api.Options{AdminKey: cfg.AdminKey, Logger: cfg.Logger, Store: st, DealerID: cfg.DealerID, Links: s.links}
+	if s.History != nil {
+		apiOpts.History = s.History
+	}
 	if mqttURL != "" {
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
 		if s.cluster != nil {
@@ -328,6 +364,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("listen ngp %s: %w", cfg.NGPListen, err)
 		}
 	}
+	trOpts := cfg.Trackers
+	if trOpts.Logger == nil {
+		trOpts.Logger = cfg.Logger
+	}
+	if cfg.TeltonikaListen != "" {
+		if s.teltonika, err = trackers.ListenTeltonika(cfg.TeltonikaListen, s.ingest(), s.links, trOpts); err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("listen teltonika: %w", err)
+		}
+	}
+	if cfg.GT06Listen != "" {
+		if s.gt06, err = trackers.ListenGT06(cfg.GT06Listen, s.ingest(), s.links, trOpts); err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("listen gt06: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -345,9 +399,32 @@ func (s *Server) closeListeners() {
 			ln.Close()
 		}
 	}
+	for _, l := range []*trackers.Listener{s.teltonika, s.gt06} {
+		if l != nil {
+			l.Close()
+		}
+	}
 	if s.broker != nil {
 		s.broker.Close()
 	}
+}
+
+// TeltonikaAddr is the bound TCP address of the Teltonika listener (UDP
+// is on the same port), or "".
+func (s *Server) TeltonikaAddr() string {
+	if s.teltonika == nil {
+		return ""
+	}
+	return s.teltonika.Addr()
+}
+
+// GT06Addr is the bound TCP address of the GT06 listener (UDP is on the
+// same port), or "".
+func (s *Server) GT06Addr() string {
+	if s.gt06 == nil {
+		return ""
+	}
+	return s.gt06.Addr()
 }
 
 // NGPAddr is the bound address of the generic protocol listener, or "".
@@ -421,13 +498,23 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go serve("ngp", s.ngp, s.ngpLn)
 	}
+	for _, l := range []*trackers.Listener{s.teltonika, s.gt06} {
+		if l != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); report(l.Serve(bg)) }()
+		}
+	}
+	if s.History != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); report(wrap("history", s.History.Run(bg))) }()
+	}
 	if s.mqttSub != nil {
 		wg.Add(2)
 		go func() { defer wg.Done(); report(wrap("mqtt ingest", s.mqttSub.Run(bg))) }()
 		go func() { defer wg.Done(); report(wrap("topic bridge", s.bridge.Run(bg))) }()
 	}
 	close(s.ready)
-	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr())
+	s.log.Info("fleetwire serving", "listen", s.Addr(), "osmand", s.OsmandAddr(), "teltonika", s.TeltonikaAddr(), "gt06", s.GT06Addr())
 
 	var runErr error
 	select {
@@ -546,7 +633,7 @@ func (s *Server) routes(restAPI http.Handler) http.Handler {
 // Config.OnDeviceMessage of each message before applying it. Embedding
 // keeps the registry's lookups, which NGP uses to discard old messages.
 type ingestApplier struct {
-	*state.Registry
+	next trackers.Applier
 	seen func(deviceID string)
 }
 
@@ -555,5 +642,5 @@ func (a ingestApplier) Apply(ctx context.Context, f *state.Fix) (*fleet.State, e
 	if a.seen != nil {
 		a.seen(f.DeviceID)
 	}
-	return a.Registry.Apply(ctx, f)
+	return a.next.Apply(ctx, f)
 }

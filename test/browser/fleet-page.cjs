@@ -18,6 +18,8 @@ const TRACKER = env.FLEETWIRE_TRACKER || '';
 const DEVICE = env.FLEETWIRE_DEVICE || '';
 const TRANSPORT = env.TRANSPORT || 'websocket';
 const ARTIFACTS = env.FLEETWIRE_ARTIFACTS || path.join(__dirname, '..', 'artifacts');
+const TRAIL_TRACKER = env.FLEETWIRE_TRAIL_TRACKER || '';
+const TRAIL_PROTOCOL = env.FLEETWIRE_TRAIL_PROTOCOL || '';
 const MOVES = Math.max(1, Number(env.MOVES || 3));
 const MOVE_TIMEOUT_MS = Number(env.MOVE_TIMEOUT_MS || 10000);
 const TOTAL_TIMEOUT_MS = Number(env.TOTAL_TIMEOUT_MS || 90000);
@@ -33,6 +35,8 @@ const out = {
   moves: [],
   details: false,
   dotClicked: false,
+  protocol: null,
+  trail: null,
   screenshot: null,
   errors: []
 };
@@ -65,7 +69,9 @@ async function main() {
 
     const row = page.locator('table#trackers tbody tr[data-tracker-id="' + TRACKER + '"]');
     try {
-      await row.waitFor({ state: 'visible' });
+      // Sign-in runs bcrypt, which takes seconds under the race detector
+      // on a loaded machine: wait longer than for anything else.
+      await row.waitFor({ state: 'visible', timeout: 40000 });
     } catch (e) {
       const loginError = await page.locator('#login-error').textContent().catch(() => '');
       fail('tracker row ' + TRACKER + ' did not appear' + (loginError ? ': ' + loginError : ''));
@@ -144,7 +150,45 @@ async function main() {
       if (!(field in shown.state)) fail('details state lacks ' + field);
     }
     out.details = true;
+    out.protocol = await page.textContent('#details dd[data-field="protocol"]').catch(() => null);
+    if (out.protocol !== 'osmand') fail('details show protocol ' + out.protocol + ', not osmand');
+    if (!(await page.textContent('#details dd[data-field="last_packet"]').catch(() => ''))) fail('details show no last packet time');
+
+    // The trail of the last hour: the moves just made, drawn on the map.
+    out.trail = await showTrail(page, TRACKER, '1', 2);
+
+    if (TRAIL_TRACKER) {
+      // A Teltonika tracker's drive of the last hours, with its protocol.
+      await page.locator('table#trackers tbody tr[data-tracker-id="' + TRAIL_TRACKER + '"]').click();
+      await page.locator('#details[data-tracker-id="' + TRAIL_TRACKER + '"]').waitFor({ state: 'visible' });
+      const proto = await page.textContent('#details dd[data-field="protocol"]').catch(() => null);
+      if (proto !== TRAIL_PROTOCOL) fail('tracker ' + TRAIL_TRACKER + ' shows protocol ' + proto + ', not ' + TRAIL_PROTOCOL);
+      out.trailTracker = await showTrail(page, TRAIL_TRACKER, '6', 3);
+      out.trailTracker.protocol = proto;
+      // Let the map settle on the trail before the picture.
+      await sleep(1200);
+      out.trailScreenshot = path.join(ARTIFACTS, 'fleet-page-trail.png');
+      await page.screenshot({ path: out.trailScreenshot, fullPage: true });
+    }
   });
+}
+
+// showTrail picks a period in the details panel, asks for the trail and
+// waits until the map draws it with at least min points.
+async function showTrail(page, id, hours, min) {
+  await page.selectOption('#details form.trail select.trail-period', hours);
+  await page.click('#details form.trail button.trail-show');
+  const drawn = await page.waitForFunction(({ id, min }) => {
+    const line = document.querySelector('#map polyline.trail[data-tracker-id="' + id + '"]');
+    const info = document.querySelector('#details .trail-info');
+    return line && Number(line.dataset.points) >= min && line.getAttribute('points').split(' ').length >= min &&
+      info && Number(info.dataset.points) >= min ? { points: Number(line.dataset.points), info: info.textContent } : false;
+  }, { id, min }, { timeout: 10000 }).then((h) => h.jsonValue(), () => null);
+  if (!drawn) {
+    const info = await page.textContent('#details .trail-info').catch(() => '');
+    fail('no trail of tracker ' + id + ' on the map (' + info + ')');
+  }
+  return drawn;
 }
 
 run(out, main, TOTAL_TIMEOUT_MS);

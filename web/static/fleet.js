@@ -89,7 +89,9 @@
     conn: 'closed',
     messages: 0,
     userTime: '',
-    reloadTimer: 0
+    reloadTimer: 0,
+    timeZone: 'UTC',       // the user's, for the track API's dates
+    trail: null            // { trackerId, live, points: [{lat, lng, w}] } on the map
   };
 
   function entryOf(t) {
@@ -191,6 +193,8 @@
 
   async function start() {
     showError('');
+    var info = await api('user/get_info', { hash: app.hash });
+    if (info.user_info && info.user_info.time_zone) app.timeZone = info.user_info.time_zone;
     await loadTrackers();
     showFleet();
     await loadStates();
@@ -551,6 +555,7 @@
       }
     }
     updateEntry(e);
+    if (loc) extendTrail(e, loc);
     mapView.touch(e);
     if (app.selected === e.id) renderDetails();
   }
@@ -648,26 +653,35 @@
     });
     var e = app.trackers.get(app.selected);
     if (e && e.row && fromMap) e.row.scrollIntoView({ block: 'nearest' });
+    if (app.trail && app.trail.trackerId !== app.selected) clearTrail();
     renderDetails();
   }
 
+  // protocolOf is the protocol the device reports over: what the
+  // Teltonika and GT06 listeners record in the state, else the tracker's
+  // model.
+  function protocolOf(e) {
+    var add = e.state && e.state.additional;
+    if (add && add.protocol && add.protocol.value) return add.protocol.value;
+    var src = (e.tracker && e.tracker.source) || {};
+    return src.model || null;
+  }
+
+  // renderDetails builds the panel when the selected tracker changes and
+  // refreshes its fields and state on every update; the trail controls
+  // keep what the user chose.
   function renderDetails() {
     var box = $('details');
     var e = app.selected != null && app.trackers.get(app.selected);
-    box.textContent = '';
     if (!e) {
+      box.textContent = '';
       box.hidden = true;
       delete box.dataset.trackerId;
       return;
     }
     box.hidden = false;
-    box.dataset.trackerId = String(e.id);
-    var head = el('div', { class: 'details-head' });
-    head.appendChild(el('h2', null, e.label));
-    var close = el('button', { type: 'button', class: 'close', 'aria-label': 'Close' }, '×');
-    close.addEventListener('click', function () { select(null, false); });
-    head.appendChild(close);
-    box.appendChild(head);
+    if (box.dataset.trackerId !== String(e.id)) buildDetails(box, e);
+    box.querySelector('.details-head h2').textContent = e.label;
 
     var s = e.state || {};
     var gps = s.gps || {};
@@ -679,6 +693,7 @@
       ['Source id', e.sourceId],
       ['Device id', src.device_id],
       ['Model', src.model],
+      ['Protocol', protocolOf(e)],
       ['Status', e.removed ? 'removed' : e.blocked ? 'blocked' : 'active'],
       ['Connection', s.connection_status],
       ['Movement', s.movement_status],
@@ -692,17 +707,127 @@
       ['Battery', s.battery_level != null ? s.battery_level + ' %' : null],
       ['Ignition', s.ignition != null ? (s.ignition ? 'on' : 'off') : null],
       ['GSM', s.gsm ? [s.gsm.network_name, s.gsm.signal_level != null ? s.gsm.signal_level + ' %' : null].filter(Boolean).join(', ') : null],
-      ['Last update', s.last_update]
+      ['Last packet', s.last_update]
     ];
-    var dl = el('dl', { class: 'fields' });
+    var dl = box.querySelector('dl.fields');
+    dl.textContent = '';
     rows.forEach(function (r) {
       if (r[1] == null || r[1] === '') return;
       dl.appendChild(el('dt', null, r[0]));
       dl.appendChild(el('dd', { 'data-field': r[0].toLowerCase().replace(/ /g, '_') }, String(r[1])));
     });
-    box.appendChild(dl);
+    box.querySelector('pre.state-json').textContent = e.state ? JSON.stringify(e.state, null, 2) : 'no state yet';
+  }
+
+  function buildDetails(box, e) {
+    box.textContent = '';
+    box.dataset.trackerId = String(e.id);
+    var head = el('div', { class: 'details-head' });
+    head.appendChild(el('h2', null, e.label));
+    var close = el('button', { type: 'button', class: 'close', 'aria-label': 'Close' }, '×');
+    close.addEventListener('click', function () { select(null, false); });
+    head.appendChild(close);
+    box.appendChild(head);
+    box.appendChild(el('dl', { class: 'fields' }));
+    box.appendChild(el('h3', null, 'Trail'));
+    box.appendChild(trailForm(e));
     box.appendChild(el('h3', null, 'State'));
-    box.appendChild(el('pre', { class: 'state-json' }, e.state ? JSON.stringify(e.state, null, 2) : 'no state yet'));
+    box.appendChild(el('pre', { class: 'state-json' }));
+  }
+
+  // ------------------------------------------------------------ trail
+
+  // userDate formats ms since the epoch as the API's date/time in the
+  // user's time zone.
+  function userDate(ms) {
+    var parts = {};
+    new Intl.DateTimeFormat('en-CA', {
+      timeZone: app.timeZone, hourCycle: 'h23',
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit'
+    }).formatToParts(new Date(ms)).forEach(function (p) { parts[p.type] = p.value; });
+    return parts.year + '-' + parts.month + '-' + parts.day + ' ' + parts.hour + ':' + parts.minute + ':' + parts.second;
+  }
+
+  // fromLocalInput turns a datetime-local value (the user's wall clock)
+  // into the API's format.
+  function fromLocalInput(v) {
+    if (!v) return '';
+    v = v.replace('T', ' ');
+    return v.length === 16 ? v + ':00' : v;
+  }
+
+  function trailForm(e) {
+    var form = el('form', { class: 'trail' });
+    var period = el('select', { class: 'trail-period', 'aria-label': 'Trail period' });
+    [['1', 'last hour'], ['6', 'last 6 hours'], ['24', 'last 24 hours'], ['168', 'last 7 days'], ['custom', 'from … to']].forEach(function (o) {
+      period.appendChild(el('option', { value: o[0] }, o[1]));
+    });
+    period.value = '24';
+    var custom = el('span', { class: 'trail-custom' });
+    custom.hidden = true;
+    var now = Date.now();
+    var from = el('input', { type: 'datetime-local', class: 'trail-from', step: '1', 'aria-label': 'From' });
+    var to = el('input', { type: 'datetime-local', class: 'trail-to', step: '1', 'aria-label': 'To' });
+    from.value = userDate(now - 24 * 3600e3).replace(' ', 'T');
+    to.value = userDate(now).replace(' ', 'T');
+    custom.appendChild(from);
+    custom.appendChild(to);
+    var show = el('button', { type: 'submit', class: 'trail-show' }, 'Show trail');
+    var clear = el('button', { type: 'button', class: 'trail-clear' }, 'Clear');
+    var info = el('p', { class: 'trail-info muted', role: 'status' });
+    [period, custom, show, clear, info].forEach(function (n) { form.appendChild(n); });
+    period.addEventListener('change', function () { custom.hidden = period.value !== 'custom'; });
+    clear.addEventListener('click', function () { clearTrail(); info.textContent = ''; });
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var live = period.value !== 'custom';
+      var range = live
+        ? { from: userDate(Date.now() - Number(period.value) * 3600e3), to: userDate(Date.now() + 60e3) }
+        : { from: fromLocalInput(from.value), to: fromLocalInput(to.value) };
+      loadTrail(e.id, range, live, info);
+    });
+    return form;
+  }
+
+  async function loadTrail(id, range, live, info) {
+    info.textContent = 'loading…';
+    info.classList.remove('error');
+    try {
+      var body = await api('track/read', {
+        hash: app.hash, tracker_id: id, from: range.from, to: range.to, simplify: true, point_limit: 2000
+      });
+      if (app.selected !== id) return;
+      var list = Array.isArray(body.list) ? body.list : [];
+      app.trail = {
+        trackerId: id,
+        live: live,
+        points: list.map(function (p) { return { lat: p.lat, lng: p.lng, w: mercator(p.lat, p.lng) }; })
+      };
+      var km = list.length ? list[list.length - 1].mileage : 0;
+      info.textContent = list.length
+        ? list.length + ' points, ' + km.toFixed(1) + ' km, ' + list[0].get_time + ' – ' + list[list.length - 1].get_time +
+          (body.limit_exceeded ? ' (older points are no longer kept)' : '')
+        : 'no positions in ' + range.from + ' – ' + range.to;
+      info.dataset.points = String(list.length);
+      mapView.fitTrail();
+    } catch (err) {
+      info.textContent = describe(err);
+      info.classList.add('error');
+    }
+  }
+
+  // extendTrail adds a live position to the trail of the last hours.
+  function extendTrail(e, loc) {
+    var tr = app.trail;
+    if (!tr || !tr.live || tr.trackerId !== e.id) return;
+    var last = tr.points[tr.points.length - 1];
+    if (last && last.lat === loc.lat && last.lng === loc.lng) return;
+    tr.points.push({ lat: loc.lat, lng: loc.lng, w: mercator(loc.lat, loc.lng) });
+  }
+
+  function clearTrail() {
+    app.trail = null;
+    mapView.touch({});
   }
 
   // ------------------------------------------------------------- status
@@ -781,11 +906,13 @@
     var root = $('map');
     var gTiles = svg('g', { class: 'tiles' });
     var gGrid = svg('g', { class: 'grid' });
+    var gTrail = svg('g', { class: 'trail' });
     var gDots = svg('g', { class: 'dots' });
     var empty = svg('text', { class: 'map-empty', 'text-anchor': 'middle' });
     var attribution = svg('text', { class: 'attribution', 'text-anchor': 'end' });
     root.appendChild(gTiles);
     root.appendChild(gGrid);
+    root.appendChild(gTrail);
     root.appendChild(gDots);
     root.appendChild(empty);
     root.appendChild(attribution);
@@ -873,6 +1000,7 @@
       }
       drawTiles();
       drawGrid();
+      drawTrail();
       var shown = 0;
       app.trackers.forEach(function (e) {
         if (!e.to || e.removed) {
@@ -928,6 +1056,46 @@
       if (text.textContent !== e.label) text.textContent = e.label;
       g.lastChild.textContent = e.label + ' — ' + movementOf(e) + ', ' + connectionOf(e) +
         (gps.speed != null ? ', ' + gps.speed + ' km/h' : '');
+    }
+
+    // fitTrail aims the view at the trail and its tracker.
+    function fitTrail() {
+      var tr = app.trail;
+      if (!tr || tr.points.length === 0) { schedule(); return; }
+      var b = { x0: 1, x1: 0, y0: 1, y1: 0 };
+      tr.points.forEach(function (p) {
+        b.x0 = Math.min(b.x0, p.w.x); b.x1 = Math.max(b.x1, p.w.x);
+        b.y0 = Math.min(b.y0, p.w.y); b.y1 = Math.max(b.y1, p.w.y);
+      });
+      var dx = Math.max(b.x1 - b.x0, 0.000005), dy = Math.max(b.y1 - b.y0, 0.000005);
+      var pad = 56; // clear of the legend and the grid labels
+      target = {
+        cx: (b.x0 + b.x1) / 2, cy: (b.y0 + b.y1) / 2,
+        s: Math.min((W - 2 * pad) / dx, (H - 2 * pad) / dy, 256 * Math.pow(2, 19))
+      };
+      schedule();
+    }
+
+    function drawTrail() {
+      var tr = app.trail;
+      if (!tr || tr.points.length === 0) {
+        gTrail.textContent = '';
+        return;
+      }
+      var line = gTrail.querySelector('polyline');
+      if (!line || line.dataset.trackerId !== String(tr.trackerId)) {
+        gTrail.textContent = '';
+        line = svg('polyline', { class: 'trail', 'data-tracker-id': tr.trackerId });
+        gTrail.appendChild(line);
+        gTrail.appendChild(svg('circle', { class: 'trail-start', r: 5 }));
+        gTrail.appendChild(svg('circle', { class: 'trail-end', r: 4 }));
+      }
+      var pts = tr.points.map(function (p) { var q = toScreen(p.w); return q.x.toFixed(1) + ',' + q.y.toFixed(1); });
+      line.setAttribute('points', pts.join(' '));
+      line.dataset.points = String(tr.points.length);
+      var a = toScreen(tr.points[0].w), z = toScreen(tr.points[tr.points.length - 1].w);
+      setAttrs(gTrail.querySelector('.trail-start'), { cx: a.x.toFixed(1), cy: a.y.toFixed(1) });
+      setAttrs(gTrail.querySelector('.trail-end'), { cx: z.x.toFixed(1), cy: z.y.toFixed(1) });
     }
 
     function drawGrid() {
@@ -1031,7 +1199,7 @@
       window.addEventListener('resize', resize);
     }
 
-    return { fit: fit, touch: touch, resize: resize, tileZoom: function () { return tileZoom; } };
+    return { fit: fit, fitTrail: fitTrail, touch: touch, resize: resize, tileZoom: function () { return tileZoom; } };
   })();
 
   // -------------------------------------------------------------- boot

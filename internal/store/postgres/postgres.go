@@ -104,6 +104,31 @@ ALTER TABLE users
 	ADD COLUMN last_name text NOT NULL DEFAULT '',
 	ADD COLUMN legal_name text NOT NULL DEFAULT '';
 `,
+	// 4: position history. positions holds the recent fixes, a row each;
+	// closed hours are packed into position_blocks, one row per tracker
+	// and hour (see sqlstore's history). lat and lng are 1e-7 degrees.
+	`
+CREATE TABLE positions (
+	tracker_id bigint      NOT NULL,
+	t          timestamptz NOT NULL,
+	lat        integer     NOT NULL,
+	lng        integer     NOT NULL,
+	alt        integer     NOT NULL,
+	precision  integer     NOT NULL,
+	speed      smallint    NOT NULL,
+	heading    smallint    NOT NULL,
+	satellites smallint    NOT NULL,
+	flags      smallint    NOT NULL,
+	PRIMARY KEY (tracker_id, t)
+);
+CREATE TABLE position_blocks (
+	tracker_id bigint      NOT NULL,
+	start      timestamptz NOT NULL,
+	points     integer     NOT NULL,
+	data       bytea       NOT NULL,
+	PRIMARY KEY (tracker_id, start)
+);
+`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers

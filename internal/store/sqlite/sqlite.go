@@ -102,6 +102,33 @@ ALTER TABLE users ADD COLUMN middle_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN last_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN legal_name TEXT NOT NULL DEFAULT '';
 `,
+	// 4: position history. positions holds the recent fixes, a row each,
+	// clustered by tracker and time; closed hours are packed into
+	// position_blocks, one row per tracker and hour (see sqlstore's
+	// history). t and start are microseconds since the epoch; lat and lng
+	// 1e-7 degrees.
+	`
+CREATE TABLE positions (
+	tracker_id INTEGER NOT NULL,
+	t          INTEGER NOT NULL,
+	lat        INTEGER NOT NULL,
+	lng        INTEGER NOT NULL,
+	alt        INTEGER NOT NULL,
+	speed      INTEGER NOT NULL,
+	heading    INTEGER NOT NULL,
+	satellites INTEGER NOT NULL,
+	precision  INTEGER NOT NULL,
+	flags      INTEGER NOT NULL,
+	PRIMARY KEY (tracker_id, t)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE position_blocks (
+	tracker_id INTEGER NOT NULL,
+	start      INTEGER NOT NULL,
+	points     INTEGER NOT NULL,
+	data       BLOB    NOT NULL,
+	PRIMARY KEY (tracker_id, start)
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // firstSourceID is the source id of the first tracker; later trackers count
@@ -168,7 +195,7 @@ func open(ctx context.Context, path string, d *sqlstore.Dialect) (*sqlstore.Stor
 // database at path; reader is "" for ":memory:", which has no readers of
 // its own.
 func dsns(path string) (writer, reader string) {
-	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-32768)",
 		busyTimeout.Milliseconds())
 	if path == ":memory:" {
 		return "file::memory:?" + pragmas + "&_txlock=immediate", ""

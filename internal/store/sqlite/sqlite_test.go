@@ -171,3 +171,25 @@ func BenchmarkSaveStates(b *testing.B) {
 	defer st.Close()
 	storetest.BenchSaveStates(b, st)
 }
+
+func TestHistory(t *testing.T) {
+	t.Parallel()
+	storetest.RunHistory(t, func(t *testing.T) (storetest.History, error) {
+		return Open(t.Context(), filepath.Join(t.TempDir(), "fleetwire.db"))
+	})
+}
+
+func openBench(b *testing.B) storetest.History {
+	st, err := Open(b.Context(), filepath.Join(b.TempDir(), "fleetwire.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	return st
+}
+
+// BenchmarkAppendPoints is history write throughput.
+func BenchmarkAppendPoints(b *testing.B) { storetest.BenchAppendPoints(b, openBench(b)) }
+
+// BenchmarkDayTrack reads back a day's track of one tracker.
+func BenchmarkDayTrack(b *testing.B) { storetest.BenchDayTrack(b, openBench(b)) }

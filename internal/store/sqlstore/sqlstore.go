@@ -54,6 +54,8 @@ type Store struct {
 	d *Dialect
 	w *sql.DB // writes and migrations
 	r *sql.DB // reads; may be w
+
+	points pointStatements // prepared on first use
 }
 
 var _ store.Store = (*Store)(nil)
@@ -87,6 +89,9 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 
 // Close closes the connection pools.
 func (s *Store) Close() error {
+	for _, st := range s.points.stmts {
+		st.Close()
+	}
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
