@@ -262,10 +262,6 @@ func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 // NewClient starts a client session of a single node.
 func (h *Hub) NewClient() *Client { return h.open("", "", [32]byte{}) }
 
-// Open starts the client session of tracking id, bound to the client's
-// address and resume secret (kept in its record, in a cluster).
-func (h *Hub) Open(id, addr string, secret [32]byte) *Client { return h.open(id, addr, secret) }
-
 func (h *Hub) open(id, addr string, secret [32]byte) *Client {
 	c := &Client{hub: h, out: outbox.New(h.opts.Outbox), id: id}
 	if id != "" {
@@ -276,6 +272,17 @@ func (h *Hub) open(id, addr string, secret [32]byte) *Client {
 	h.clients[c] = struct{}{}
 	h.mu.Unlock()
 	mClients.Add(1)
+	return c
+}
+
+// Open starts the client session of tracking id, bound to the client's
+// address and resume secret; in a cluster its record is saved at once, so
+// that every node can reach the session from its first request on.
+func (h *Hub) Open(id, addr string, secret [32]byte) *Client {
+	c := h.open(id, addr, secret)
+	c.mu.Lock()
+	c.saveLocked()
+	c.mu.Unlock()
 	return c
 }
 

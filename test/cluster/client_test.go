@@ -140,12 +140,16 @@ func (c *eventClient) handle(data []byte) {
 				Location *struct{ Lat float64 } `json:"location"`
 			} `json:"gps"`
 		}
-		if err := json.Unmarshal(m.Data, &st); err != nil || st.GPS.Location == nil {
+		if err := json.Unmarshal(m.Data, &st); err != nil {
+			return
+		}
+		snapshot := c.snapNext[st.SourceID]
+		delete(c.snapNext, st.SourceID)
+		if st.GPS.Location == nil {
 			return
 		}
 		seq := seqOf(st.GPS.Location.Lat)
-		if c.snapNext[st.SourceID] {
-			delete(c.snapNext, st.SourceID)
+		if snapshot {
 			c.snapshots[st.SourceID] = append(c.snapshots[st.SourceID], seq)
 			return
 		}

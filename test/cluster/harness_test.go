@@ -128,7 +128,7 @@ func (nd *node) start() {
 	args := []string{"serve",
 		"--listen", "127.0.0.1:" + strconv.Itoa(nd.port),
 		"--osmand-listen", "127.0.0.1:" + strconv.Itoa(nd.osmand),
-		"--ngp-listen", "", "--mqtt-listen", "",
+		"--ngp-listen", "", "--mqtt-listen", "", "--teltonika-listen", "", "--gt06-listen", "",
 		"--data", nd.dir,
 		"--store", nd.c.dsn,
 		"--bus", nd.c.nats, "--cluster", nd.c.prefix, "--node", nd.name,

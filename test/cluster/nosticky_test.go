@@ -1,0 +1,215 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// roundRobin is a reverse proxy that sends each request to the next node,
+// as a load balancer without stickiness does.
+func roundRobin(t *testing.T, c *cluster) *httptest.Server {
+	var next atomic.Uint64
+	proxies := make([]*httputil.ReverseProxy, len(c.nodes))
+	for i, nd := range c.nodes {
+		u, _ := url.Parse(nd.base())
+		p := httputil.NewSingleHostReverseProxy(u)
+		p.FlushInterval = -1
+		proxies[i] = p
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range len(c.nodes) {
+			i := int(next.Add(1)-1) % len(c.nodes)
+			if c.nodes[i].alive() {
+				proxies[i].ServeHTTP(w, r)
+				return
+			}
+		}
+		http.Error(w, "no node", http.StatusBadGateway)
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// pollClient is a long-polling event client (trackMessageLength framing)
+// that acknowledges what it received on every poll.
+type pollClient struct {
+	*eventClient
+	base string
+}
+
+func (p *pollClient) query(extra ...string) string {
+	q := url.Values{}
+	p.mu.Lock()
+	q.Set("X-Atmosphere-tracking-id", p.id)
+	q.Set("X-Fleetwire-Received", strconv.FormatUint(p.received, 10))
+	p.mu.Unlock()
+	q.Set("X-Atmosphere-Framework", "5.0.7")
+	q.Set("X-Atmosphere-Transport", "long-polling")
+	q.Set("X-atmo-protocol", "true")
+	q.Set("X-Atmosphere-TrackMessageSize", "true")
+	q.Set("X-Fleetwire-Resume", p.secret)
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
+	return p.base + "/v2/event/subscription?" + q.Encode()
+}
+
+// poll sends one long-poll and hands every message of the answer on.
+func (p *pollClient) poll(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.query(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return nil
+	}
+	s := string(body)
+	for {
+		s = strings.TrimLeft(s, " \n")
+		bar := strings.IndexByte(s, '|')
+		if bar < 0 {
+			return nil
+		}
+		n, err := strconv.Atoi(s[:bar])
+		if err != nil {
+			p.t.Errorf("bad frame %q", s)
+			return nil
+		}
+		s = s[bar+1:]
+		// Lengths count UTF-16 code units; the messages here are ASCII.
+		p.handle([]byte(s[:n]))
+		s = s[n:]
+	}
+}
+
+func (p *pollClient) push(v any) {
+	b, _ := json.Marshal(v)
+	resp, err := http.Post(p.query(), "text/plain", bytes.NewReader(b))
+	if err != nil {
+		p.t.Fatalf("push: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		p.t.Fatalf("push answered %d", resp.StatusCode)
+	}
+}
+
+// TestLongPollingRoundRobin: a long-polling client behind a round-robin
+// balancer over three nodes, each poll and push landing on the next node,
+// gets every accepted fix exactly once and in order.
+func TestLongPollingRoundRobin(t *testing.T) {
+	c := newCluster(t, "", 3)
+	lb := roundRobin(t, c)
+	uid, hash := c.nodes[0].user("gus")
+	tid, src := c.nodes[0].tracker(uid, "dev-gus")
+	p := &pollClient{eventClient: newEventClient(t, hash), base: lb.URL}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p.id == "0" {
+		t.Fatal("no handshake")
+	}
+	p.mu.Lock()
+	p.sources[tid] = src
+	p.mu.Unlock()
+	p.push(map[string]any{"action": "subscribe", "hash": hash, "requests": []any{map[string]any{"type": "state", "trackers": []int64{tid}}}})
+	var polls atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := p.poll(ctx); err != nil && ctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			polls.Add(1)
+		}
+	}()
+	dev := &device{id: "dev-gus"}
+	dctx, dcancel := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); dev.run(dctx, c, 10*time.Millisecond) }()
+	waitFor(t, 60*time.Second, "60 polls", func() bool { return polls.Load() >= 60 })
+	dcancel()
+	accepted := dev.acceptedSeqs()
+	waitFor(t, 30*time.Second, "every accepted fix at the client", func() bool { return p.has(src, accepted) })
+	cancel()
+	wg.Wait()
+	missing, dups, disorder, detail := p.verdict(src, accepted, dev.resentSeqs())
+	t.Logf("%d polls over 3 nodes: %d fixes accepted, %d missing, %d duplicated, %d out of order", polls.Load(), len(accepted), missing, dups, disorder)
+	if missing != 0 || dups != 0 || disorder != 0 {
+		t.Fatalf("%d missing, %d duplicated, %d out of order: %s", missing, dups, disorder, detail)
+	}
+}
+
+// TestRollingRestart: every node of three is stopped (SIGTERM) and
+// started again in turn while devices report and clients listen; the
+// clients of a stopping node reconnect to another one and lose nothing.
+func TestRollingRestart(t *testing.T) {
+	c := newCluster(t, "", 3)
+	type watcher struct {
+		cl  *eventClient
+		src int64
+		dev *device
+		on  int
+	}
+	var ws []*watcher
+	for i, login := range []string{"hal", "ivy", "jon"} {
+		cl, _, src := session(t, c.nodes[i], login)
+		ws = append(ws, &watcher{cl: cl, src: src, dev: &device{id: "dev-" + login}, on: i})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.dev.run(ctx, c, 10*time.Millisecond) }()
+	}
+	for i, nd := range c.nodes {
+		time.Sleep(500 * time.Millisecond)
+		nd.term()
+		for _, w := range ws {
+			if w.on == i {
+				w.cl.cut()
+				w.on = (i + 1) % len(c.nodes)
+				w.cl.connect(c.nodes[w.on])
+			}
+		}
+		nd.start()
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	for _, w := range ws {
+		accepted := w.dev.acceptedSeqs()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && !w.cl.has(w.src, accepted) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		missing, dups, disorder, detail := w.cl.verdict(w.src, accepted, w.dev.resentSeqs())
+		t.Logf("%s: %d fixes accepted (%d refused and sent again), %d missing, %d duplicated, %d out of order",
+			w.dev.id, len(accepted), w.dev.refused, missing, dups, disorder)
+		if missing != 0 || dups != 0 || disorder != 0 {
+			t.Errorf("%s: %d missing, %d duplicated, %d out of order: %s", w.dev.id, missing, dups, disorder, detail)
+		}
+	}
+}
