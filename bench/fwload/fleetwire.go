@@ -279,8 +279,11 @@ func (s *fleetwireSys) Handle(c *client, frame []byte) {
 
 // Ingest sends one OsmAnd update for tracker t.
 func (s *fleetwireSys) Ingest(ctx context.Context, t int, lat float64) error {
+	// With several ingest URLs (a cluster's nodes), each device reports
+	// to one of them, as a device sticks to the node it connected to.
+	targets := strings.Split(s.cfg.Osmand, ",")
 	u := fmt.Sprintf("%s/?id=%s&lat=%s&lon=%s&timestamp=%d&speed=%d&bearing=%d&altitude=120",
-		strings.TrimRight(s.cfg.Osmand, "/"), s.devices[t], FormatLat(lat),
+		strings.TrimRight(targets[t%len(targets)], "/"), s.devices[t], FormatLat(lat),
 		strconv.FormatFloat(13+float64(t%1000)*1e-3, 'f', 5, 64), time.Now().Unix(), 10+t%40, t%360)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -98,7 +99,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("fwload", flag.ContinueOnError)
 	fs.StringVar(&cfg.System, "system", "fleetwire", "server under test: fleetwire or centrifugo")
 	fs.StringVar(&cfg.URL, "url", "", "server base URL (default http://127.0.0.1:8080 for fleetwire, :8000 for centrifugo)")
-	fs.StringVar(&cfg.Osmand, "osmand", "http://127.0.0.1:5055", "fleetwire OsmAnd ingest URL")
+	fs.StringVar(&cfg.Osmand, "osmand", "http://127.0.0.1:5055", "fleetwire OsmAnd ingest URL; several, comma-separated, spread the trackers over a cluster's nodes")
 	fs.StringVar(&cfg.AdminKey, "admin-key", os.Getenv("FLEETWIRE_ADMIN_KEY"), "fleetwire admin key (default $FLEETWIRE_ADMIN_KEY)")
 	fs.StringVar(&cfg.APIKey, "api-key", os.Getenv("CENTRIFUGO_API_KEY"), "Centrifugo HTTP API key (default $CENTRIFUGO_API_KEY)")
 	fs.IntVar(&cfg.Conns, "conns", 100, fmt.Sprintf("client connections (at most %d)", maxConns))
@@ -165,8 +166,10 @@ func (c *Config) check() error {
 		if c.AdminKey == "" && c.Login == "" {
 			return errors.New("fleetwire needs -admin-key to create its users and trackers")
 		}
-		if err := requireLoopback(c.Osmand); err != nil {
-			return err
+		for _, u := range strings.Split(c.Osmand, ",") {
+			if err := requireLoopback(u); err != nil {
+				return err
+			}
 		}
 	case "centrifugo":
 		if c.URL == "" {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/server"
+	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
 )
 
 const usage = `fleetwire: a real-time event hub for GPS-tracker and IoT fleets
@@ -99,6 +100,23 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	f.cfg.HistoryRetention = 90 * 24 * time.Hour
 	fs.Var((*days)(&f.cfg.HistoryRetention), "history-retention", "how long track points are kept, e.g. 90d or 36h (0: forever)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
+	fs.Func("session-bind", "what a request must show besides its tracking id to use a live event session: address (the one the session was opened from, unless it was opened with a resume secret) or none (the id alone)", func(v string) error {
+		b, ok := atmosphere.ParseBind(v)
+		if !ok {
+			return fmt.Errorf("want address or none")
+		}
+		f.cfg.Bind = b
+		return nil
+	})
+	fs.BoolVar(&f.cfg.TrustProxy, "trust-proxy", false, "take client addresses from X-Forwarded-For / X-Real-IP (behind a reverse proxy)")
+	fs.Func("cors-origins", "comma-separated origins allowed to call the event endpoint from their pages (\"*\": any, without credentials; default none)", func(v string) error {
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				f.cfg.AllowedOrigins = append(f.cfg.AllowedOrigins, o)
+			}
+		}
+		return nil
+	})
 	fs.Int64Var(&f.cfg.DealerID, "dealer-id", 1, "the installation's dealer id: user/auth refuses another dealer_id with 102")
 	fs.Func("bridge-name", "NAME=DEVICE: a topic bridge connection to /auth/NAME talks to device DEVICE by default (repeatable)", func(v string) error {
 		name, dev, ok := strings.Cut(v, "=")

@@ -84,6 +84,7 @@ type node struct {
 	dir    string
 	port   int
 	osmand int
+	mu     sync.Mutex // guards cmd and exited: devices check alive() while the test restarts nodes
 	cmd    *exec.Cmd
 	exited chan struct{}
 	logMu  sync.Mutex
@@ -143,7 +144,10 @@ func (nd *node) start() {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start node %s: %v", nd.name, err)
 	}
-	nd.cmd, nd.exited = cmd, make(chan struct{})
+	exited := make(chan struct{})
+	nd.mu.Lock()
+	nd.cmd, nd.exited = cmd, exited
+	nd.mu.Unlock()
 	go func() {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(nil, 1<<20)
@@ -153,7 +157,7 @@ func (nd *node) start() {
 			nd.logMu.Unlock()
 		}
 	}()
-	go func() { _ = cmd.Wait(); w.Close(); close(nd.exited) }()
+	go func() { _ = cmd.Wait(); w.Close(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(nd.base() + "/readyz")
@@ -164,7 +168,7 @@ func (nd *node) start() {
 			}
 		}
 		select {
-		case <-nd.exited:
+		case <-exited:
 			t.Fatalf("node %s exited:\n%s", nd.name, nd.logs())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -174,35 +178,47 @@ func (nd *node) start() {
 
 // kill ends the node with SIGKILL: nothing is flushed, nothing handed over.
 func (nd *node) kill() {
-	if nd.cmd == nil || nd.cmd.Process == nil {
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.cmd = nil
+	nd.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = nd.cmd.Process.Signal(syscall.SIGKILL)
-	<-nd.exited
-	nd.cmd = nil
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
 }
 
 // term ends the node with SIGTERM and waits for its graceful shutdown.
 func (nd *node) term() {
-	if nd.cmd == nil {
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
 		return
 	}
-	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-nd.exited:
+	case <-exited:
 	case <-time.After(30 * time.Second):
 		nd.c.t.Errorf("node %s did not stop on SIGTERM", nd.name)
-		nd.kill()
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
 	}
+	nd.mu.Lock()
 	nd.cmd = nil
+	nd.mu.Unlock()
 }
 
 func (nd *node) alive() bool {
-	if nd.cmd == nil {
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
 		return false
 	}
 	select {
-	case <-nd.exited:
+	case <-exited:
 		return false
 	default:
 		return true
