@@ -26,8 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
+	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/state"
@@ -106,6 +108,39 @@ type pending struct {
 func New(reg *state.Registry, st store.History, opts Options) *Recorder {
 	opts.defaults()
 	return &Recorder{Registry: reg, st: st, opts: opts, queue: make(chan *pending, opts.MaxQueue), done: make(chan struct{})}
+}
+
+// PointOf is the history point of a state change from the log (a cluster's
+// store writer keeps the history from the log): the change of a device
+// message with a location, at the time the device took it; false for
+// changes without a position (readings, status timers).
+func (r *Recorder) PointOf(m *bus.Message) (store.Point, bool) {
+	if m.Kind != bus.KindState || m.State == nil || m.Record == nil || m.State.GPS.Location == nil {
+		return store.Point{}, false
+	}
+	has := false
+	sats := 0
+	for _, f := range m.Record.Fields {
+		switch f.Name {
+		case "latitude":
+			has = true
+		case "satellites":
+			sats, _ = strconv.Atoi(string(f.Value))
+		}
+	}
+	if !has {
+		return store.Point{}, false
+	}
+	g := m.State.GPS
+	p := store.Point{
+		TrackerID: m.TrackerID, Time: m.Record.MsgTime.UTC(), Lat: g.Location.Lat, Lng: g.Location.Lng,
+		Alt: g.Alt, Speed: g.Speed, Heading: g.Heading, Satellites: sats, GSMLBS: g.GSMLBS,
+		Buffered: m.Record.SrvTime.Sub(m.Record.MsgTime) > r.opts.BufferedAfter,
+	}
+	if g.Precision != nil {
+		p.Precision = *g.Precision
+	}
+	return p, true
 }
 
 // Retention is how long points are kept (0: forever).

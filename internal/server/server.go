@@ -176,9 +176,11 @@ type Server struct {
 // recorder (which applies to the live state and keeps the fix), or the
 // live state alone.
 func (s *Server) ingest() trackers.Applier {
-	if s.History != nil {
+	if s.History != nil && s.cluster == nil {
 		return s.History
 	}
+	// In a cluster a fix is kept once it is in the log; the store
+	// writer keeps the history from there.
 	return s.State
 }
 
@@ -256,6 +258,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if hs, ok := st.(store.History); ok {
 		s.History = history.New(s.State, hs, history.Options{Retention: cfg.HistoryRetention, Logger: cfg.Logger})
+		if s.storeWriter != nil {
+			s.storeWriter.KeepHistory(hs, s.History.PointOf)
+		}
 	}
 	s.Hub = events.NewHub(s.Auth, s.State, evOpts)
 	// The hub hears of every change through the registry, which takes

@@ -69,8 +69,13 @@ func (r *Registry) Apply(ctx context.Context, f *Fix) (*fleet.State, error) {
 	defer pub.Unlock()
 	var rec *fleet.Record
 	if r.shared {
-		// Other nodes' stream analyzers need the message itself.
-		m := messageOf(f, at, f.ReceivedAt)
+		// Other nodes' stream analyzers, and the history kept from the
+		// log, need the message itself, at the time the device took it.
+		taken := f.Time
+		if taken.IsZero() || taken.After(f.ReceivedAt.Add(time.Minute)) {
+			taken = f.ReceivedAt
+		}
+		m := messageOf(f, taken, f.ReceivedAt)
 		rec = &m
 	}
 	s, err := r.change(ctx, id, func(t *fleet.Tracker, prev *fleet.State) (*fleet.State, *fleet.Record, error) {

@@ -142,3 +142,36 @@ func TestSharedMQTT(t *testing.T) {
 		t.Fatalf("%d messages published: %v ingested, %d state events (want %d each)", n, ingested, events, n)
 	}
 }
+
+// TestHistoryFollowsLog: in a cluster the position history is kept from
+// the log by the shared store writer: fixes ingested on one node are read
+// back with track/read on another.
+func TestHistoryFollowsLog(t *testing.T) {
+	c := newCluster(t, "", 2)
+	uid, hash := c.nodes[0].user("kim")
+	tid, _ := c.nodes[0].tracker(uid, "dev-kim")
+	const n = 20
+	for seq := 1; seq <= n; seq++ {
+		if ok, err := c.nodes[0].fix("dev-kim", seq); !ok || err != nil {
+			t.Fatalf("fix %d: %v %v", seq, ok, err)
+		}
+		// The history keeps one point per millisecond and tracker.
+		time.Sleep(5 * time.Millisecond)
+	}
+	now := time.Now().UTC()
+	var got int
+	waitFor(t, 20*time.Second, "the points on the other node", func() bool {
+		code, m := c.nodes[1].call("/v2/track/read", map[string]any{"hash": hash, "tracker_id": tid,
+			"from": now.Add(-time.Hour).Format("2006-01-02 15:04:05"), "to": now.Add(time.Hour).Format("2006-01-02 15:04:05"),
+			"simplify": false, "filter": false}, nil)
+		if code != 200 {
+			t.Fatalf("track/read: %d %v", code, m)
+		}
+		list, _ := m["list"].([]any)
+		got = len(list)
+		return got >= n
+	})
+	if got != n {
+		t.Fatalf("track/read on node 2: %d points, want %d", got, n)
+	}
+}

@@ -347,6 +347,9 @@
 
     app.socket = atmosphere.subscribe({
       url: SUBSCRIPTION_URL,
+      // Binds the event session to this page: a tracking id alone (from a
+      // log, or another machine) does not give it away.
+      headers: { 'X-Fleetwire-Resume': resumeSecret() },
       contentType: 'application/json',
       transport: transport,
       fallbackTransport: 'long-polling',
@@ -430,6 +433,16 @@
         }).then(function () { probing = false; });
       }
     }, 200);
+  }
+
+  // resumeSecret is this page's random secret binding its event sessions.
+  function resumeSecret() {
+    if (!app.resumeSecret) {
+      var b = new Uint8Array(16);
+      crypto.getRandomValues(b);
+      app.resumeSecret = Array.prototype.map.call(b, function (x) { return ('0' + x.toString(16)).slice(-2); }).join('');
+    }
+    return app.resumeSecret;
   }
 
   function closeSocket() {
@@ -522,6 +535,14 @@
 
   function onServerError(msg) {
     var st = msg.status || {};
+    if (st.code === 4 && msg.action == null) {
+      // The reset notice: the server could not resume this page's event
+      // session (it expired, or the server restarted without it). Start
+      // over with a new one; the sign-in still holds.
+      note('event session not resumed; subscribing again');
+      subscribe();
+      return;
+    }
     if (AUTH_ERRORS[st.code]) {
       signOut('Your session has ended: ' + (st.description || 'code ' + st.code), false);
       return;

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/metrics"
 	"github.com/fleetwire/fleetwire/internal/store"
@@ -29,6 +30,16 @@ type StoreWriter struct {
 	b    *Bus
 	st   store.Store
 	cons jetstream.Consumer
+
+	history store.History
+	pointOf func(*bus.Message) (store.Point, bool)
+}
+
+// KeepHistory makes the writer also keep the position history from the
+// log: pointOf tells the point of a state change, if it has one. A point
+// already kept (a batch delivered again) is skipped by the store.
+func (w *StoreWriter) KeepHistory(h store.History, pointOf func(*bus.Message) (store.Point, bool)) {
+	w.history, w.pointOf = h, pointOf
 }
 
 // StoreWriter creates (or joins) the installation's store consumer.
@@ -85,6 +96,7 @@ func (w *StoreWriter) Run(ctx context.Context) error {
 // write saves one batch and acknowledges it, or asks for it again later.
 func (w *StoreWriter) write(ctx context.Context, batch jetstream.MessageBatch) {
 	var msgs []jetstream.Msg
+	var points []store.Point
 	latest := map[int64]*fleet.State{}
 	for msg := range batch.Messages() {
 		msgs = append(msgs, msg)
@@ -96,6 +108,11 @@ func (w *StoreWriter) write(ctx context.Context, batch jetstream.MessageBatch) {
 		if err != nil {
 			mUndecodable.Inc()
 			continue
+		}
+		if w.pointOf != nil {
+			if p, ok := w.pointOf(m); ok {
+				points = append(points, p)
+			}
 		}
 		if cur := latest[m.TrackerID]; cur == nil || cur.Seq < m.State.Seq {
 			m.State.TrackerID = m.TrackerID
@@ -114,6 +131,16 @@ func (w *StoreWriter) write(ctx context.Context, batch jetstream.MessageBatch) {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	if len(points) > 0 && w.history != nil {
+		if err := w.history.AppendPoints(sctx, points); err != nil {
+			mStoreFailed.Inc()
+			w.b.log.Warn("store writer: append history", "count", len(points), "err", err)
+			for _, msg := range msgs {
+				_ = msg.NakWithDelay(2 * time.Second)
+			}
+			return
+		}
+	}
 	err := w.st.SaveStates(sctx, states)
 	if errors.Is(err, store.ErrNotFound) {
 		// A state of a tracker the store does not have (never, since
@@ -138,6 +165,7 @@ func (w *StoreWriter) write(ctx context.Context, batch jetstream.MessageBatch) {
 		return
 	}
 	mStoreWritten.Add(uint64(len(states)))
+	w.b.log.Debug("store writer: batch written", "messages", len(msgs), "states", len(states), "points", len(points))
 	for _, msg := range msgs {
 		_ = msg.Ack()
 	}
