@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 )
 
 // Realm is the basic-auth realm a 401 names.
@@ -145,6 +146,9 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnauthorized, e)
 		return
 	}
+	// An authenticated connection no longer counts against its address's
+	// cap on unauthenticated connections.
+	netlimit.Authenticated(r.Context())
 
 	ws, err := b.upgrader.Upgrade(w, r, nil)
 	if err != nil {

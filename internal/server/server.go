@@ -30,6 +30,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
 	"github.com/fleetwire/fleetwire/internal/ingest/trackers"
 	"github.com/fleetwire/fleetwire/internal/metrics"
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
 	storeopen "github.com/fleetwire/fleetwire/internal/store/open"
@@ -85,6 +86,18 @@ type Config struct {
 	// clients are asked in the handshake to send a heartbeat every third
 	// of it, unless ClientHeartbeat is at most half of it.
 	IdleTimeout time.Duration
+	// BodyTimeout bounds how long a request body may take to arrive on
+	// every HTTP listener, counted from the start of the request (default
+	// DefaultBodyTimeout; negative: no bound).
+	BodyTimeout time.Duration
+	// KeepAliveTimeout closes HTTP keep-alive connections idle this long
+	// between requests (default DefaultKeepAliveTimeout; negative: never).
+	KeepAliveTimeout time.Duration
+	// MaxUnauthConns caps the connections one source address may hold open
+	// on each HTTP listener before a handler has authenticated them;
+	// connections over it are answered 429 and closed (default
+	// DefaultMaxUnauthConns; negative: no cap). See package netlimit.
+	MaxUnauthConns int
 	// State tunes the live state registry (status timers, persistence).
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
@@ -137,6 +150,13 @@ type Config struct {
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// Defaults of the listener limits in Config.
+const (
+	DefaultBodyTimeout      = 30 * time.Second
+	DefaultKeepAliveTimeout = 60 * time.Second
+	DefaultMaxUnauthConns   = 64
+)
 
 // Server is a running fleetwire.
 type Server struct {
@@ -330,35 +350,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		apiOpts.Commander = s.commands
 	}
 	restAPI := api.New(s.Auth, s.State, apiOpts)
-	s.http = &http.Server{
-		Handler:           s.routes(restAPI.Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	s.http = s.httpServer(s.routes(restAPI.Handler()))
+	if s.ln, err = s.listen(cfg.Listen); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.OsmandListen != "" {
-		s.osmand = &http.Server{
-			Handler:           osmand.NewHandler(ingest, cfg.Logger),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		}
-		if s.osmandLn, err = net.Listen("tcp", cfg.OsmandListen); err != nil {
+		s.osmand = s.httpServer(osmand.NewHandler(ingest, cfg.Logger))
+		if s.osmandLn, err = s.listen(cfg.OsmandListen); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen osmand %s: %w", cfg.OsmandListen, err)
 		}
 	}
 	if cfg.NGPListen != "" {
-		s.ngp = &http.Server{
-			Handler:           ngp.NewHandler(ingest, cfg.Logger),
-			Protocols:         ngp.Protocols(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		}
-		if s.ngpLn, err = net.Listen("tcp", cfg.NGPListen); err != nil {
+		s.ngp = s.httpServer(ngp.NewHandler(ingest, cfg.Logger))
+		s.ngp.Protocols = ngp.Protocols()
+		if s.ngpLn, err = s.listen(cfg.NGPListen); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen ngp %s: %w", cfg.NGPListen, err)
@@ -391,6 +399,40 @@ func (s *Server) closeBackends() {
 		s.Bus.Close()
 	}
 	s.Store.Close()
+}
+
+// httpServer returns an http.Server for h with the listener limits of the
+// configuration: header and body deadlines, keep-alive timeout and the
+// connection context netlimit.Authenticated needs.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           netlimit.BodyTimeout(h, orDefault(s.cfg.BodyTimeout, DefaultBodyTimeout)),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       orDefault(s.cfg.KeepAliveTimeout, DefaultKeepAliveTimeout),
+		ConnContext:       netlimit.ConnContext,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// listen binds addr with the per-address cap on unauthenticated
+// connections.
+func (s *Server) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return netlimit.Listen(ln, orDefault(s.cfg.MaxUnauthConns, DefaultMaxUnauthConns)), nil
+}
+
+// orDefault returns def for zero, zero for negative (off) and v otherwise.
+func orDefault[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 func (s *Server) closeListeners() {
