@@ -3,13 +3,16 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
 )
@@ -73,7 +76,21 @@ type adminRoute struct {
 //	POST /admin/trackers                   create (user_id, label, device_id, model, phone)
 //	POST /admin/trackers/{id}/block        block; also unblock, delete (corrupt)
 func (x *API) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	if !x.checkAdmin(r) {
+	// A wrong admin key counts against the caller's address in the
+	// sign-in throttle, so the key cannot be guessed at speed.
+	try, err := x.auth.Throttle().Attempt("", r.RemoteAddr)
+	if err != nil {
+		x.writeError(w, r, err)
+		return
+	}
+	ok := x.checkAdmin(r)
+	switch {
+	case ok:
+		try.OK()
+	case x.opts.AdminKey == "":
+		try.Undo() // the admin API is off: nothing was guessed
+	}
+	if !ok {
 		x.writeError(w, r, apierr.AccessDenied)
 		return
 	}
@@ -170,8 +187,8 @@ func (x *API) adminCreateUser(ctx context.Context, c *call, _ int64) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if password == "" {
-		return nil, apierr.InvalidParameters.With("password is empty")
+	if err := checkNewPassword(password); err != nil {
+		return nil, err
 	}
 	title, _, err := c.p.str("title")
 	if err != nil {
@@ -245,6 +262,15 @@ func (x *API) adminUpdateUser(ctx context.Context, c *call, id int64) (any, erro
 	return adminUserBody{Success: true, Value: adminUserOf(u)}, nil
 }
 
+// checkNewPassword applies the operators' minimum length to a new
+// password; auth checks the rest.
+func checkNewPassword(p string) error {
+	if utf8.RuneCountInString(p) < auth.MinPasswordLen {
+		return apierr.InvalidParameters.With(fmt.Sprintf("password is shorter than %d characters", auth.MinPasswordLen))
+	}
+	return nil
+}
+
 // checkTimeZone accepts IANA zone names only.
 func checkTimeZone(tz string) error {
 	if tz == "Local" || strings.ContainsAny(tz, "\\\x00") {
@@ -273,8 +299,8 @@ func (x *API) adminSetPassword(ctx context.Context, c *call, id int64) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if password == "" {
-		return nil, apierr.InvalidParameters.With("password is empty")
+	if err := checkNewPassword(password); err != nil {
+		return nil, err
 	}
 	if _, err := x.adminUserExists(ctx, id); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,12 @@ const (
 // SetPassword accept.
 const MaxPasswordLen = 40
 
+// MinPasswordLen is the shortest password, in characters, the operators'
+// surfaces (the admin API and `fleetwire admin`) accept for a new user or
+// a password change. CreateUser itself takes shorter ones, for accounts a
+// program sets up with a known password (the demo's demo/demo).
+const MinPasswordLen = 8
+
 // maxCacheEntries bounds the resolve cache; past it, stale entries are
 // dropped, and if that is not enough the cache starts over.
 const maxCacheEntries = 100_000
@@ -63,6 +70,18 @@ type Options struct {
 	// Logger receives failures that do not fail the call, such as a bus
 	// publish that did not go through (default slog.Default()).
 	Logger *slog.Logger
+	// LoginLimit is the budget of failed sign-ins per login, and
+	// AddressLimit per source address (defaults DefaultLoginLimit and
+	// DefaultAddressLimit; a negative Failures switches one off). Past it,
+	// sign-ins are refused with error 15 without checking the password.
+	LoginLimit, AddressLimit Limit
+	// PasswordWorkers bounds the password checks and hashes running at
+	// once (default: half the CPUs, at least 1), so that a flood of
+	// sign-ins cannot take every core from event delivery.
+	PasswordWorkers int
+	// PasswordQueue is how many password checks may wait for a worker
+	// (default 16 per worker); more are refused with error 15.
+	PasswordQueue int
 }
 
 // Service signs users in and manages their credentials. It is safe for
@@ -83,6 +102,9 @@ type Service struct {
 
 	dummyOnce sync.Once
 	dummy     []byte // a bcrypt hash to compare against for unknown logins
+
+	throttle *Throttle
+	workers  *workers
 }
 
 type cached struct {
@@ -119,7 +141,21 @@ func New(st store.Store, b bus.Bus, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{st: st, bus: b, opts: opts, log: opts.Logger, cache: make(map[string]cached)}
+	if opts.LoginLimit.Failures == 0 {
+		opts.LoginLimit = DefaultLoginLimit
+	}
+	if opts.AddressLimit.Failures == 0 {
+		opts.AddressLimit = DefaultAddressLimit
+	}
+	if opts.PasswordWorkers <= 0 {
+		opts.PasswordWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if opts.PasswordQueue <= 0 {
+		opts.PasswordQueue = 16 * opts.PasswordWorkers
+	}
+	s := &Service{st: st, bus: b, opts: opts, log: opts.Logger, cache: make(map[string]cached),
+		throttle: NewThrottle(opts.LoginLimit, opts.AddressLimit, opts.Now),
+		workers:  newWorkers(opts.PasswordWorkers, opts.PasswordQueue)}
 	s.unsub = b.Subscribe(s.handleBus)
 	return s
 }
@@ -171,23 +207,37 @@ func dbError(what string, err error) error {
 }
 
 // Login checks login and password and starts a session. A wrong login or
-// password, or a blocked user, is apierr.WrongLogin.
+// password, or a blocked user, is apierr.WrongLogin. A login or client
+// address (see WithClientAddr) that has used its budget of failures, or a
+// moment when too many password checks are waiting, is an
+// *apierr.Throttled (error 15) and the password is not checked.
 func (s *Service) Login(ctx context.Context, login, password string) (*fleet.Session, error) {
+	try, err := s.throttle.Attempt(login, clientAddr(ctx))
+	if err != nil {
+		return nil, err
+	}
 	u, err := s.st.UserByLogin(ctx, login)
+	hash := s.dummyHash()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		// Spend the same time as for a known login, so response times do
-		// not reveal which logins exist.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
-		loginFailures.Inc()
-		return nil, apierr.WrongLogin
+		// Check against a dummy hash: the same time as for a known
+		// login, so response times do not reveal which logins exist.
 	case err != nil:
+		try.Undo()
 		return nil, dbError("login", err)
+	default:
+		hash = []byte(u.PasswordHash)
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil || u.Blocked {
+	var mismatch error
+	if err := s.workers.do(ctx, func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(password)) }); err != nil {
+		try.Undo()
+		return nil, err
+	}
+	if u == nil || mismatch != nil || u.Blocked {
 		loginFailures.Inc()
 		return nil, apierr.WrongLogin
 	}
+	try.OK()
 	now := s.now()
 	return s.createCredential(ctx, &fleet.Session{
 		UserID:    u.ID,
@@ -196,6 +246,10 @@ func (s *Service) Login(ctx context.Context, login, password string) (*fleet.Ses
 		ExpiresAt: now.Add(s.opts.SessionTTL),
 	})
 }
+
+// Throttle is the sign-in throttle, for other paths that check a secret
+// (the admin key, MQTT device secrets) to share its budgets.
+func (s *Service) Throttle() *Throttle { return s.throttle }
 
 func (s *Service) dummyHash() []byte {
 	s.dummyOnce.Do(func() {
@@ -397,8 +451,12 @@ func checkTimeZone(tz string) error {
 	return nil
 }
 
-func (s *Service) hashPassword(p string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(p), s.opts.BcryptCost)
+func (s *Service) hashPassword(ctx context.Context, p string) (string, error) {
+	var h []byte
+	var err error
+	if werr := s.workers.do(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(p), s.opts.BcryptCost) }); werr != nil {
+		return "", werr
+	}
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w: %w", apierr.Unexpected, err)
 	}
@@ -419,7 +477,7 @@ func (s *Service) CreateUser(ctx context.Context, login, password, title, timeZo
 	if err := checkTimeZone(timeZone); err != nil {
 		return nil, err
 	}
-	h, err := s.hashPassword(password)
+	h, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +543,7 @@ func (s *Service) SetPassword(ctx context.Context, userID int64, password string
 	if err := checkPassword(password); err != nil {
 		return err
 	}
-	h, err := s.hashPassword(password)
+	h, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return err
 	}

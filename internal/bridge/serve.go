@@ -6,10 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/netlimit"
 )
@@ -132,7 +134,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(auth.WithClientAddr(r.Context(), r.RemoteAddr), 15*time.Second)
 	cred, err := b.authenticate(ctx, r)
 	cancel()
 	if err != nil {
@@ -140,6 +142,11 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if e.HTTPStatus >= 500 {
 			b.log.Error("bridge: authenticate", "err", err)
 			httpError(w, http.StatusServiceUnavailable, e)
+			return
+		}
+		if s, ok := apierr.RetryAfterSeconds(err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(s))
+			httpError(w, http.StatusTooManyRequests, e)
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+Realm+`", charset="UTF-8"`)

@@ -70,12 +70,12 @@ func TestMQTTDevicesEndToEnd(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("MQTT ingest did not subscribe")
 			}
-			uid := h.createUser("mqtt-"+name, "pw-mqtt", "UTC")
-			h.createUser("mqtt-other-"+name, "pw-other", "UTC")
+			uid := h.createUser("mqtt-"+name, "pw-mqtt-secret", "UTC")
+			h.createUser("mqtt-other-"+name, "pw-other-secret", "UTC")
 			dev := "iot-" + randomSuffix()
 			tr := h.createTracker(uid, "Tank truck", dev)
-			hash := h.login("mqtt-"+name, "pw-mqtt")
-			otherHash := h.login("mqtt-other-"+name, "pw-other")
+			hash := h.login("mqtt-"+name, "pw-mqtt-secret")
+			otherHash := h.login("mqtt-other-"+name, "pw-other-secret")
 
 			c := h.dialEvents(nil)
 			c.send(subscribeMsg(hash,
@@ -155,10 +155,10 @@ func TestMQTTDevicesEndToEnd(t *testing.T) {
 // its tracker.
 func TestNGPIngest(t *testing.T) {
 	h := startServer(t, func(c *Config) { c.NGPListen = "127.0.0.1:0" })
-	uid := h.createUser("ngp-user", "pw-ngp", "UTC")
+	uid := h.createUser("ngp-user", "pw-ngp-secret", "UTC")
 	dev := "ngp-" + randomSuffix()
 	tr := h.createTracker(uid, "Generic", dev)
-	hash := h.login("ngp-user", "pw-ngp")
+	hash := h.login("ngp-user", "pw-ngp-secret")
 	c := h.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
 	c.await(wait, "initial state", isEvent("state"))
