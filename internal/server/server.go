@@ -98,6 +98,11 @@ type Config struct {
 	// connections over it are answered 429 and closed (default
 	// DefaultMaxUnauthConns; negative: no cap). See package netlimit.
 	MaxUnauthConns int
+	// LoginLimit and AddressLimit are the budgets of failed sign-ins per
+	// login and per source address, PasswordWorkers the password checks
+	// run at once (zero values take auth's defaults; see auth.Options).
+	LoginLimit, AddressLimit auth.Limit
+	PasswordWorkers          int
 	// State tunes the live state registry (status timers, persistence).
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
@@ -250,7 +255,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("open bus: %w", err)
 		}
 	}
-	s.Auth = auth.New(st, s.Bus, auth.Options{})
+	s.Auth = auth.New(st, s.Bus, auth.Options{
+		LoginLimit:      cfg.LoginLimit,
+		AddressLimit:    cfg.AddressLimit,
+		PasswordWorkers: cfg.PasswordWorkers,
+		Logger:          cfg.Logger,
+	})
 	s.State = state.New(st, s.Bus, cfg.State)
 	if err := s.State.Load(ctx); err != nil {
 		st.Close()
