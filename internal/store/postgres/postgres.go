@@ -129,6 +129,8 @@ CREATE TABLE position_blocks (
 	PRIMARY KEY (tracker_id, start)
 );
 `,
+	// 5: the digest of each tracker's MQTT device secret.
+	`ALTER TABLE trackers ADD COLUMN device_secret text NOT NULL DEFAULT '';`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers

@@ -129,6 +129,8 @@ CREATE TABLE position_blocks (
 	PRIMARY KEY (tracker_id, start)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 5: the digest of each tracker's MQTT device secret.
+	`ALTER TABLE trackers ADD COLUMN device_secret TEXT NOT NULL DEFAULT '';`,
 }
 
 // firstSourceID is the source id of the first tracker; later trackers count

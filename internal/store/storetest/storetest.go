@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) (store.Store, error)) {
 		{"States", testStates},
 		{"StateSeq", testStateSeq},
 		{"ManyStates", testManyStates},
+		{"DeviceSecrets", testDeviceSecrets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
