@@ -27,6 +27,8 @@ Commands:
   trackers list
   trackers create -user N -label L -device D [-model M]
   trackers block -id N | trackers unblock -id N | trackers delete -id N
+  trackers secret -id N [-secret S]     set the tracker's MQTT device secret (generated unless -secret;
+                                        shown once: the server keeps only a digest)
 `
 
 // runAdmin calls the admin API of a running server and prints its JSON answer.
@@ -64,6 +66,7 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 	label := fs.String("label", "", "tracker label")
 	device := fs.String("device", "", "device id the tracker reports with")
 	model := fs.String("model", "osmand", "device model")
+	secret := fs.String("secret", "", "MQTT device secret (default: generated)")
 	if err := fs.Parse(args); err != nil {
 		return "", "", nil, err
 	}
@@ -105,6 +108,8 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 		return http.MethodGet, "/admin/trackers", nil, nil
 	case "trackers create":
 		return http.MethodPost, "/admin/trackers", map[string]any{"user_id": *user, "label": *label, "device_id": *device, "model": *model}, nil
+	case "trackers secret":
+		return http.MethodPost, fmt.Sprintf("/admin/trackers/%d/secret", *id), map[string]any{"secret": *secret}, needID()
 	case "trackers block", "trackers unblock", "trackers delete":
 		return http.MethodPost, fmt.Sprintf("/admin/trackers/%d/%s", *id, verb), map[string]any{}, needID()
 	}

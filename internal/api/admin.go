@@ -75,6 +75,7 @@ type adminRoute struct {
 //	GET  /admin/trackers                   list trackers of every user
 //	POST /admin/trackers                   create (user_id, label, device_id, model, phone)
 //	POST /admin/trackers/{id}/block        block; also unblock, delete (corrupt)
+//	POST /admin/trackers/{id}/secret       set the MQTT device secret (secret, or generated)
 func (x *API) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	// A wrong admin key counts against the caller's address in the
 	// sign-in throttle, so the key cannot be guessed at speed.
@@ -154,6 +155,8 @@ func (x *API) adminRoute(path string) (map[string]adminRoute, int64, error) {
 			fn = x.adminBlock(false)
 		case "trackers/delete":
 			fn = x.adminDeleteTracker
+		case "trackers/secret":
+			fn = x.adminDeviceSecret
 		default:
 			return nil, 0, apierr.WrongHandler
 		}
@@ -432,4 +435,38 @@ func (x *API) adminDeleteTracker(ctx context.Context, _ *call, id int64) (any, e
 		return nil, err
 	}
 	return success, nil
+}
+
+// deviceSecret is the answer of /admin/trackers/{id}/secret: the secret is
+// shown this once; the server keeps only its digest.
+type deviceSecret struct {
+	TrackerID int64  `json:"tracker_id"`
+	DeviceID  string `json:"device_id"`
+	Secret    string `json:"secret"`
+}
+
+type deviceSecretBody struct {
+	Success bool         `json:"success"`
+	Value   deviceSecret `json:"value"`
+}
+
+// adminDeviceSecret sets the tracker's MQTT device secret: the secret
+// parameter, or a generated one when it is absent or empty.
+func (x *API) adminDeviceSecret(ctx context.Context, c *call, id int64) (any, error) {
+	t, err := x.adminTracker(id)
+	if err != nil {
+		return nil, err
+	}
+	secret, _, err := c.p.str("secret")
+	if err != nil {
+		return nil, err
+	}
+	secret, err = x.auth.SetDeviceSecret(ctx, id, secret)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.EntityNotFound.With("tracker")
+		}
+		return nil, err
+	}
+	return deviceSecretBody{Success: true, Value: deviceSecret{TrackerID: id, DeviceID: t.DeviceID, Secret: secret}}, nil
 }

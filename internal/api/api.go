@@ -87,6 +87,7 @@ type authService interface {
 	APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error)
 	DeleteAPIKey(ctx context.Context, userID int64, hash string) error
 	Throttle() *auth.Throttle
+	SetDeviceSecret(ctx context.Context, trackerID int64, secret string) (string, error)
 }
 
 // registry is what the API needs from live trackers and states;

@@ -334,7 +334,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if mqttURL == "" && cfg.MQTTListen != "" {
 		// The embedded broker is a convenience: when its port is taken
 		// (often by a real broker) fleetwire runs without MQTT and says so.
-		if b, err := broker.Start(cfg.MQTTListen, cfg.Logger); err != nil {
+		if b, err := broker.Start(cfg.MQTTListen, broker.Options{Devices: s.Auth, Logger: cfg.Logger}); err != nil {
 			cfg.Logger.Warn("embedded MQTT broker not started; MQTT ingest, topic bridge and commands are off (use --mqtt-url for an external broker)", "listen", cfg.MQTTListen, "err", err)
 		} else {
 			s.broker = b
@@ -348,15 +348,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		apiOpts.History = s.History
 	}
 	if mqttURL != "" {
+		// fleetwire's own clients sign in to the embedded broker with this
+		// run's internal credential; an external broker's come in its URL.
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
+		clientURL := mqttURL
+		if s.broker != nil {
+			mo.Username, mo.Password = s.broker.InternalCredentials()
+			clientURL = s.broker.InternalURL()
+		}
 		if s.cluster != nil {
 			// The nodes sharing a broker share its telemetry: each message
 			// is ingested by one of them.
 			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
 		}
 		s.mqttSub = mqtt.New(ingest, mo)
-		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
-		s.commands = commands.New(mqttURL, cfg.Logger)
+		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: clientURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
+		s.commands = commands.New(clientURL, cfg.Logger)
 		apiOpts.Commander = s.commands
 	}
 	restAPI := api.New(s.Auth, s.State, apiOpts)
