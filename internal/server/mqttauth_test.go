@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +140,136 @@ func TestEmbeddedBrokerAuth(t *testing.T) {
 			}
 		}
 	})
+}
+
+// readmeBlock returns the body of the README code block whose first line
+// is first.
+func readmeBlock(t *testing.T, first string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range strings.Split(string(raw), "```") {
+		if body, ok := strings.CutPrefix(block, "\n"+first+"\n"); ok {
+			return body
+		}
+	}
+	t.Fatalf("README has no code block starting %q", first)
+	return ""
+}
+
+// TestMosquittoRulesFromREADME runs a Mosquitto with the configuration and
+// ACL the README gives for an external broker, and fleetwire against it:
+// fleetwire's own user works, anonymous and wrong-secret devices are
+// refused, a device moves only its own tracker and gets its commands.
+func TestMosquittoRulesFromREADME(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/mosquitto"); err != nil {
+			t.Skip("mosquitto not installed")
+		}
+	}
+	if _, err := exec.LookPath("mosquitto_passwd"); err != nil {
+		t.Skip("mosquitto_passwd not installed")
+	}
+	// Mosquitto started as root reads its files as the mosquitto user: a
+	// directory of its own that user can enter (t.TempDir's parent is 0700).
+	dir, err := os.MkdirTemp("", "fleetwire-mosquitto-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	paths := strings.NewReplacer("/etc/mosquitto/", dir+"/", "listener 1883", "listener "+port+" 127.0.0.1")
+	conf := paths.Replace(readmeBlock(t, "# /etc/mosquitto/conf.d/fleetwire.conf")) + "persistence false\nlog_dest stderr\n"
+	acl := readmeBlock(t, "# /etc/mosquitto/fleetwire.acl")
+	os.WriteFile(filepath.Join(dir, "fleetwire.conf"), []byte(conf), 0o600)
+	os.WriteFile(filepath.Join(dir, "fleetwire.acl"), []byte(acl), 0o600)
+	const fwPassword, secretA = "a-long-random-password", "secret-of-dev-a-1234"
+	passwd := filepath.Join(dir, "fleetwire.passwd")
+	for i, cred := range [][2]string{{"fleetwire", fwPassword}, {"dev-a", secretA}} {
+		args := []string{"-b", passwd, cred[0], cred[1]}
+		if i == 0 {
+			args = append([]string{"-c"}, args...)
+		}
+		if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v %s", err, out)
+		}
+	}
+	for _, f := range []string{"fleetwire.conf", "fleetwire.acl", "fleetwire.passwd"} {
+		os.Chmod(filepath.Join(dir, f), 0o644)
+	}
+	var logs strings.Builder
+	cmd := exec.Command(bin, "-c", filepath.Join(dir, "fleetwire.conf"))
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("mosquitto did not start: %s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	h := startServer(t, func(c *Config) { c.MQTTURL = "tcp://fleetwire:" + fwPassword + "@" + addr })
+	select {
+	case <-h.srv.mqttSub.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("fleetwire did not subscribe at the README's Mosquitto: %s", logs.String())
+	}
+	uid := h.createUser("mosq-owner", "mosq-owner-password", "UTC")
+	a := h.createTracker(uid, "A", "dev-a")
+	b := h.createTracker(uid, "B", "dev-b")
+	h.deviceSecret(a.id, secretA)
+
+	if out, err := mosquitto(t, "mosquitto_sub", addr, "-t", "#", "-C", "1", "-W", "5"); err == nil {
+		t.Fatalf("anonymous client admitted: %q", out)
+	}
+	if out, err := mosquitto(t, "mosquitto_pub", addr, "-u", "dev-a", "-P", "wrong-secret", "-t", "fleetwire/dev-a/position", "-m", `{"lat":1,"lon":1}`); err == nil {
+		t.Fatalf("wrong secret admitted: %q", out)
+	}
+	mosquitto(t, "mosquitto_pub", addr, "-u", "dev-a", "-P", secretA, "-q", "1", "-t", "fleetwire/dev-b/position", "-m", `{"lat":2,"lon":2}`)
+	if out, err := mosquitto(t, "mosquitto_pub", addr, "-u", "dev-a", "-P", secretA, "-q", "1", "-t", "fleetwire/dev-a/position", "-m", `{"lat":3,"lon":3}`); err != nil {
+		t.Fatalf("dev-a on its own topic: %v %q", err, out)
+	}
+	h.waitLat(a.id, 3)
+	if s, ok := h.srv.State.State(b.id); ok && s.GPS.Location != nil {
+		t.Fatalf("dev-a moved dev-b to %+v", s.GPS.Location)
+	}
+	hash := h.login("mosq-owner", "mosq-owner-password")
+	got := make(chan string, 1)
+	go func() {
+		out, _ := mosquitto(t, "mosquitto_sub", addr, "-u", "dev-a", "-P", secretA, "-t", "fleetwire/dev-a/cmd/#", "-C", "1", "-W", "15", "-v")
+		got <- out
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		h.call("POST", "/v2/tracker/output/set", map[string]any{"hash": hash, "tracker_id": a.id, "output": 1, "enable": true}, nil)
+		select {
+		case out := <-got:
+			if !strings.HasPrefix(out, "fleetwire/dev-a/cmd/output ") {
+				t.Fatalf("dev-a's command subscriber got %q", out)
+			}
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dev-a never received its command")
+		}
+	}
 }
