@@ -150,3 +150,23 @@ func TestPasswordWorkers(t *testing.T) {
 	}
 	t.Logf("%d checked, %d refused with 15", wrong, busy)
 }
+
+// FuzzParseLimit: ParseLimit never panics, and what it accepts is off or
+// has a positive count and period, and reads back from its String.
+func FuzzParseLimit(f *testing.F) {
+	for _, s := range []string{"10/5m", "0", "off", "3/1s", "1/1ns", "x/y", "/", "10/", "99999999999999999999/1h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLimit(s)
+		if err != nil {
+			return
+		}
+		if l.Failures < 0 || (l.Failures > 0 && l.Per <= 0) {
+			t.Fatalf("ParseLimit(%q) = %+v", s, l)
+		}
+		if back, err := ParseLimit(l.String()); err != nil || (l.on() && back != l) {
+			t.Fatalf("ParseLimit(%q) = %+v, whose String %q reads back as %+v, %v", s, l, l.String(), back, err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +223,29 @@ func TestCloseTwiceAndPortInUse(t *testing.T) {
 		c.Close()
 		t.Error("listener still accepting after Close")
 	}
+}
+
+// FuzzTopicRules: whatever the device id and topic, a device is allowed
+// only topics under its own id, and never a wildcard publish or a filter
+// reaching past its command and node topics.
+func FuzzTopicRules(f *testing.F) {
+	for _, s := range [][2]string{{"dev1", "fleetwire/dev1/position"}, {"dev1", "fleetwire/dev1/node/a/set"},
+		{"dev1", "owntracks/u/dev1"}, {"dev1", "fleetwire/dev1/cmd/#"}, {"a", "owntracks/+/a"}, {"a/b", "fleetwire/a/b/io"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, dev, topic string) {
+		if !validDeviceID(dev) {
+			return
+		}
+		if mayPublish(dev, topic) {
+			own := strings.HasPrefix(topic, "fleetwire/"+dev+"/") || topic == "ngp/"+dev ||
+				(strings.HasPrefix(topic, "owntracks/") && strings.HasSuffix(topic, "/"+dev) && strings.Count(topic, "/") == 2)
+			if !own || strings.ContainsAny(strings.TrimPrefix(topic, "fleetwire/"+dev), "+#") || strings.HasSuffix(topic, "/set") {
+				t.Fatalf("device %q may publish to %q", dev, topic)
+			}
+		}
+		if maySubscribe(dev, topic) && !strings.HasPrefix(topic, "fleetwire/"+dev+"/cmd/") && !strings.HasPrefix(topic, "fleetwire/"+dev+"/node/") {
+			t.Fatalf("device %q may subscribe to %q", dev, topic)
+		}
+	})
 }

@@ -45,7 +45,8 @@ import (
 // AddrKey returns the source key of a client address given as
 // http.Request.RemoteAddr or net.Addr.String() ("host:port", or a bare
 // host): the IP address for IPv4 (and IPv4-mapped IPv6), the /64 prefix
-// for IPv6. An address that does not parse is returned as it is.
+// for IPv6. An address without an IP address in it is returned whole, so
+// that a key is always its own key.
 func AddrKey(remoteAddr string) string {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -53,7 +54,7 @@ func AddrKey(remoteAddr string) string {
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return remoteAddr
 	}
 	a = a.Unmap()
 	if a.Is4() {

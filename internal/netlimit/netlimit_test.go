@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -23,9 +24,9 @@ func TestAddrKey(t *testing.T) {
 		"[fe80::1%eth0]:8080":         "fe80::/64",
 		"[::1]:8080":                  "::/64",
 		"not an address":              "not an address",
-		"host.example:80":             "host.example",
+		"host.example:80":             "host.example:80", // no IP address: kept whole
 		"[2001:db8:1:3::1]:443":       "2001:db8:1:3::/64",
-		"192.168.000.001:80":          "192.168.000.001", // not canonical: kept as given
+		"192.168.000.001:80":          "192.168.000.001:80", // not an IP address to netip: kept whole
 		"[2001:DB8:0:0:0:0:0:1]:1883": "2001:db8::/64",
 	} {
 		if got := AddrKey(in); got != want {
@@ -246,4 +247,30 @@ func TestBodyTimeoutCutsTrickledBody(t *testing.T) {
 			t.Fatalf("prompt POST %s: %d %q, want 200 \"5000\"", path, resp.StatusCode, b)
 		}
 	}
+}
+
+// FuzzAddrKey: AddrKey never panics, is stable (a key is its own key) and
+// gives every address of one IPv6 /64 the same key.
+func FuzzAddrKey(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:80", "[2001:db8::1]:443", "[::ffff:1.2.3.4]:1", "[fe80::1%eth0]:2", "x", "", "[::1", "1.2.3.4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k := AddrKey(s)
+		if AddrKey(k) != k {
+			t.Fatalf("AddrKey(%q) = %q, whose key is %q", s, k, AddrKey(k))
+		}
+		if a, err := netip.ParseAddr(strings.TrimSuffix(k, "/64")); err == nil && a.Is6() && !strings.HasSuffix(k, "/64") {
+			t.Fatalf("AddrKey(%q) = %q: an IPv6 key without its /64", s, k)
+		}
+		if p, err := netip.ParsePrefix(k); err == nil {
+			if p.Bits() != 64 || p.Masked() != p {
+				t.Fatalf("AddrKey(%q) = %q: not a /64 prefix", s, k)
+			}
+			next := p.Addr().Next()
+			if AddrKey(next.String()) != k {
+				t.Fatalf("AddrKey(%q) = %q, but %v in it has key %q", s, k, next, AddrKey(next.String()))
+			}
+		}
+	})
 }
