@@ -11,6 +11,7 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -263,13 +264,16 @@ func (s *Service) dummyHash() []byte {
 	return s.dummy
 }
 
-// createCredential stores x under a fresh hash, drawing again in the
-// (astronomically unlikely) case the hash is taken.
+// createCredential stores x under the digest of a fresh hash, drawing
+// again in the (astronomically unlikely) case the digest is taken, and
+// returns x with the hash itself, which is never stored.
 func (s *Service) createCredential(ctx context.Context, x *fleet.Session) (*fleet.Session, error) {
 	var err error
 	for range 3 {
 		x.Hash = newHash()
-		err = s.st.CreateSession(ctx, x)
+		stored := *x
+		stored.Hash = fleet.CredentialDigest(x.Hash)
+		err = s.st.CreateSession(ctx, &stored)
 		if !errors.Is(err, store.ErrConflict) {
 			break
 		}
@@ -297,8 +301,9 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 		return nil, nil, apierr.WrongHash
 	}
 	now := s.now()
+	digest := fleet.CredentialDigest(hash)
 	s.mu.Lock()
-	c, ok := s.cache[hash]
+	c, ok := s.cache[digest]
 	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Before(c.until) {
@@ -311,13 +316,14 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 	}
 	resolveMisses.Inc()
 
-	x, err := s.st.Session(ctx, hash)
+	x, err := s.st.Session(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, apierr.SessionNotFound
 	case err != nil:
 		return nil, nil, dbError("resolve", err)
 	}
+	x.Hash = hash // the store has the digest; the caller holds the hash
 	if x.Expired(now) {
 		return nil, nil, apierr.SessionNotFound
 	}
@@ -337,7 +343,7 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 			if len(s.cache) >= maxCacheEntries {
 				s.pruneLocked(now)
 			}
-			s.cache[hash] = cached{user: *u, sess: *x, until: now.Add(s.opts.CacheTTL)}
+			s.cache[digest] = cached{user: *u, sess: *x, until: now.Add(s.opts.CacheTTL)}
 		}
 		s.mu.Unlock()
 	}
@@ -356,13 +362,13 @@ func (s *Service) pruneLocked(now time.Time) {
 	}
 }
 
-// evict drops hashes from the cache.
-func (s *Service) evict(hashes ...string) {
+// evict drops credentials, named by their digests, from the cache.
+func (s *Service) evict(digests ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	for _, h := range hashes {
-		delete(s.cache, h)
+	for _, d := range digests {
+		delete(s.cache, d)
 	}
 }
 
@@ -378,18 +384,19 @@ func (s *Service) evictUser(userID int64) {
 	}
 }
 
-// ended drops hashes from the cache and announces their end. The
+// ended drops credentials, named by their digests, from the cache and
+// announces their end with the digests (fleet.CredentialDigest). The
 // credentials are already gone from the store, so a failed publish is
 // logged rather than returned: other nodes stop accepting them when their
 // cache entries lapse.
-func (s *Service) ended(ctx context.Context, userID int64, hashes []string) {
-	if len(hashes) == 0 {
+func (s *Service) ended(ctx context.Context, userID int64, digests []string) {
+	if len(digests) == 0 {
 		return
 	}
-	s.evict(hashes...)
-	err := s.bus.Publish(ctx, &bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: hashes})
+	s.evict(digests...)
+	err := s.bus.Publish(ctx, &bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: digests})
 	if err != nil {
-		s.log.Warn("auth: publish logout", "user_id", userID, "credentials", len(hashes), "err", err)
+		s.log.Warn("auth: publish logout", "user_id", userID, "credentials", len(digests), "err", err)
 	}
 }
 
@@ -400,18 +407,19 @@ func (s *Service) Logout(ctx context.Context, hash string) error {
 	if !ValidHash(hash) {
 		return apierr.WrongHash
 	}
-	x, err := s.st.Session(ctx, hash)
+	digest := fleet.CredentialDigest(hash)
+	x, err := s.st.Session(ctx, digest)
 	if err == nil {
-		err = s.st.DeleteSession(ctx, hash)
+		err = s.st.DeleteSession(ctx, digest)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.evict(hash)
+		s.evict(digest)
 		return apierr.SessionNotFound
 	case err != nil:
 		return dbError("logout", err)
 	}
-	s.ended(ctx, x.UserID, []string{hash})
+	s.ended(ctx, x.UserID, []string{digest})
 	return nil
 }
 
@@ -591,40 +599,70 @@ func (s *Service) CreateAPIKey(ctx context.Context, userID int64, title string) 
 	})
 }
 
-// APIKeys lists a user's API keys, oldest first.
+// APIKeys lists a user's API keys, oldest first. The keys themselves are
+// not stored, so each Hash is the key's id instead: the first 32
+// characters of its digest (KeyID), which DeleteAPIKey also takes.
 func (s *Service) APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error) {
 	ks, err := s.st.Sessions(ctx, userID, fleet.KindAPIKey)
 	if err != nil {
 		return nil, dbError("list api keys", err)
 	}
+	for _, k := range ks {
+		k.Hash = keyID(k.Hash)
+	}
 	return ks, nil
 }
 
-// DeleteAPIKey deletes one of a user's API keys and announces its end with
-// bus.KindLogout. A hash that is not an API key of that user (malformed,
-// unknown, a session, another user's key) is apierr.NotFound.
-func (s *Service) DeleteAPIKey(ctx context.Context, userID int64, hash string) error {
-	if !ValidHash(hash) {
+// KeyID is the id APIKeys lists for the API key key: 32 hex characters
+// of its digest, in the form of a hash but not usable as one.
+func KeyID(key string) string { return keyID(fleet.CredentialDigest(key)) }
+
+func keyID(digest string) string { return digest[:min(32, len(digest))] }
+
+// DeleteAPIKey deletes one of a user's API keys, named by the key itself
+// or by the id APIKeys lists for it, and announces its end with
+// bus.KindLogout. Anything that is not an API key of that user
+// (malformed, unknown, a session, another user's key) is apierr.NotFound.
+func (s *Service) DeleteAPIKey(ctx context.Context, userID int64, key string) error {
+	if !ValidHash(key) {
 		return apierr.NotFound
 	}
-	x, err := s.st.Session(ctx, hash)
+	digest := fleet.CredentialDigest(key)
+	x, err := s.st.Session(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		// Not the key itself: maybe the id api/key/list showed.
+		if digest, err = s.apiKeyByID(ctx, userID, key); err != nil {
+			return err
+		}
+	case err != nil:
+		return dbError("delete api key", err)
+	case x.UserID != userID || x.Kind != fleet.KindAPIKey:
+		return apierr.NotFound
+	}
+	err = s.st.DeleteSession(ctx, digest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.evict(digest)
 		return apierr.NotFound
 	case err != nil:
 		return dbError("delete api key", err)
 	}
-	if x.UserID != userID || x.Kind != fleet.KindAPIKey {
-		return apierr.NotFound
-	}
-	err = s.st.DeleteSession(ctx, hash)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.evict(hash)
-		return apierr.NotFound
-	case err != nil:
-		return dbError("delete api key", err)
-	}
-	s.ended(ctx, userID, []string{hash})
+	s.ended(ctx, userID, []string{digest})
 	return nil
+}
+
+// apiKeyByID returns the digest of the user's API key whose id is id, or
+// apierr.NotFound.
+func (s *Service) apiKeyByID(ctx context.Context, userID int64, id string) (string, error) {
+	ks, err := s.st.Sessions(ctx, userID, fleet.KindAPIKey)
+	if err != nil {
+		return "", dbError("delete api key", err)
+	}
+	for _, k := range ks {
+		if subtle.ConstantTimeCompare([]byte(keyID(k.Hash)), []byte(id)) == 1 {
+			return k.Hash, nil
+		}
+	}
+	return "", apierr.NotFound
 }

@@ -46,7 +46,8 @@ type Config struct {
 	// OsmandListen is the address of the OsmAnd/Traccar Client ingest
 	// listener; empty disables it.
 	OsmandListen string
-	// DataDir holds the SQLite file when Store is empty.
+	// DataDir holds the SQLite file when Store is empty; it is made (or
+	// tightened to) 0700, the file 0600.
 	DataDir string
 	// Store is a store DSN ("postgres://..." or a SQLite path); empty means
 	// DataDir/fleetwire.db.
@@ -224,8 +225,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if dir == "" {
 			dir = "data"
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		// The data directory is the owner's alone, created so or tightened.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("restrict data dir: %w", err)
 		}
 		dsn = filepath.Join(dir, "fleetwire.db")
 	}

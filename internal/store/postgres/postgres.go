@@ -131,6 +131,9 @@ CREATE TABLE position_blocks (
 `,
 	// 5: the digest of each tracker's MQTT device secret.
 	`ALTER TABLE trackers ADD COLUMN device_secret text NOT NULL DEFAULT '';`,
+	// 6: sessions and API keys are kept as the SHA-256 digests of their
+	// hashes (fleet.CredentialDigest), never the hashes themselves.
+	`UPDATE sessions SET hash = encode(sha256(convert_to(hash, 'UTF8')), 'hex');`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers
