@@ -118,28 +118,40 @@ func TestEmbeddedBrokerAuth(t *testing.T) {
 			t.Fatalf("dev-a subscribing to dev-b's commands: %v %q, want denied", err, out)
 		}
 		// Its own commands arrive: an output switched over the REST API.
-		hash := h.login("mqtt-owner", "mqtt-owner-password")
-		got := make(chan string, 1)
-		go func() {
-			out, _ := mosquitto(t, "mosquitto_sub", addr, "-u", "dev-a", "-P", secretA, "-t", "fleetwire/dev-a/cmd/#", "-C", "1", "-W", "15", "-v")
-			got <- out
-		}()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			h.call("POST", "/v2/tracker/output/set", map[string]any{"hash": hash, "tracker_id": a.id, "output": 1, "enable": true}, nil)
-			select {
-			case out := <-got:
-				if !strings.HasPrefix(out, "fleetwire/dev-a/cmd/output ") {
-					t.Fatalf("dev-a's command subscriber got %q", out)
-				}
-				return
-			case <-time.After(300 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("dev-a never received its command")
-			}
-		}
+		h.awaitCommand(t, addr, "dev-a", secretA, h.login("mqtt-owner", "mqtt-owner-password"), a.id)
 	})
+}
+
+// awaitCommand switches output 1 of the tracker over the REST API with
+// hash until the device, signed in with mosquitto_sub at addr to its
+// command topics, receives the command.
+func (h *harness) awaitCommand(t *testing.T, addr, device, secret, hash string, trackerID int64) {
+	t.Helper()
+	if _, err := exec.LookPath("mosquitto_sub"); err != nil {
+		t.Skip("mosquitto_sub not installed")
+	}
+	got := make(chan string, 1)
+	go func() {
+		host, port, _ := strings.Cut(addr, ":")
+		out, _ := exec.Command("mosquitto_sub", "-h", host, "-p", port, "-u", device, "-P", secret,
+			"-t", "fleetwire/"+device+"/cmd/#", "-C", "1", "-W", "15", "-v").CombinedOutput()
+		got <- string(out)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		h.call("POST", "/v2/tracker/output/set", map[string]any{"hash": hash, "tracker_id": trackerID, "output": 1, "enable": true}, nil)
+		select {
+		case out := <-got:
+			if !strings.HasPrefix(out, "fleetwire/"+device+"/cmd/output ") {
+				t.Fatalf("%s's command subscriber got %q", device, out)
+			}
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never received its command", device)
+		}
+	}
 }
 
 // readmeBlock returns the body of the README code block whose first line
@@ -251,25 +263,5 @@ func TestMosquittoRulesFromREADME(t *testing.T) {
 	if s, ok := h.srv.State.State(b.id); ok && s.GPS.Location != nil {
 		t.Fatalf("dev-a moved dev-b to %+v", s.GPS.Location)
 	}
-	hash := h.login("mosq-owner", "mosq-owner-password")
-	got := make(chan string, 1)
-	go func() {
-		out, _ := mosquitto(t, "mosquitto_sub", addr, "-u", "dev-a", "-P", secretA, "-t", "fleetwire/dev-a/cmd/#", "-C", "1", "-W", "15", "-v")
-		got <- out
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		h.call("POST", "/v2/tracker/output/set", map[string]any{"hash": hash, "tracker_id": a.id, "output": 1, "enable": true}, nil)
-		select {
-		case out := <-got:
-			if !strings.HasPrefix(out, "fleetwire/dev-a/cmd/output ") {
-				t.Fatalf("dev-a's command subscriber got %q", out)
-			}
-			return
-		case <-time.After(300 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("dev-a never received its command")
-		}
-	}
+	h.awaitCommand(t, addr, "dev-a", secretA, h.login("mosq-owner", "mosq-owner-password"), a.id)
 }
