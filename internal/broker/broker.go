@@ -79,7 +79,7 @@ func Start(addr string, opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	log := opts.Logger.With("component", "mqtt-broker")
+	log := slog.New(refusalsAtDebug{opts.Logger.Handler()}).With("component", "mqtt-broker")
 	b := &Broker{password: opts.InternalPassword}
 	if b.password == "" {
 		var pw [16]byte

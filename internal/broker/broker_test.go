@@ -1,13 +1,16 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,4 +251,42 @@ func FuzzTopicRules(f *testing.F) {
 			t.Fatalf("device %q may subscribe to %q", dev, topic)
 		}
 	})
+}
+
+// TestRefusalsNotWarned: clients refused at connect are not logged above
+// debug level, so a flood of them does not flood the log.
+func TestRefusalsNotWarned(t *testing.T) {
+	var buf syncBuffer
+	b, err := Start("127.0.0.1:0", Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	for i := range 5 {
+		if _, err := dial(t, b, fmt.Sprint("bad-", i), "nobody", "guess"); err == nil {
+			t.Fatal("refused client connected")
+		}
+	}
+	b.Close()
+	if strings.Contains(buf.String(), "bad username or password") {
+		t.Fatalf("refusals logged at info or above:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the broker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
