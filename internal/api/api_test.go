@@ -226,11 +226,11 @@ func TestUserAuth(t *testing.T) {
 	wantErr(t, "login of wrong type", e.post("/v2/user/auth", map[string]any{"login": []int{1}, "password": "x"}), 5, 400)
 
 	// dealer_id: the installation's (default 1) signs in, any other is 102.
-	mustOK(t, "own dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": DefaultDealerID}))
-	mustOK(t, "own dealer as text", e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann"}, "dealer_id": {"1"}}))
-	wantErr(t, "other dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": 7}), 102, 400)
-	wantErr(t, "negative dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": -1}), 102, 400)
-	wantErr(t, "dealer of wrong type", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": "x"}), 5, 400)
+	mustOK(t, "own dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": DefaultDealerID}))
+	mustOK(t, "own dealer as text", e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann-secret"}, "dealer_id": {"1"}}))
+	wantErr(t, "other dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": 7}), 102, 400)
+	wantErr(t, "negative dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": -1}), 102, 400)
+	wantErr(t, "dealer of wrong type", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": "x"}), 5, 400)
 }
 
 // TestCallingErrors: unknown paths, methods, malformed and oversized bodies.
