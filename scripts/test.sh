@@ -3,10 +3,52 @@
 # Node packages for the real-client interop tests, Debian's Chromium for the
 # browser test, mosquitto-clients for the MQTT bridge tests, then go vet,
 # staticcheck, the race-enabled test suite and a short run of every fuzz target.
+# "./scripts/test.sh fuzz [pattern]" instead runs only the fuzz targets, each
+# for $FUZZTIME (default 10m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
+
+# fuzz runs every fuzz target (those whose "package target" matches the
+# optional pattern $1) for $FUZZTIME each. A crasher fails the run, and the
+# fuzzing engine has written the input to the package's testdata/fuzz,
+# where it stays as a regression case once committed.
+fuzz() {
+	local filter=${1:-}
+	log "fuzz (${FUZZTIME:=5s} per target${filter:+, matching $filter})"
+	for pkg in $(go list ./...); do
+		dir=$(go list -f '{{.Dir}}' "$pkg")
+		for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+			if [ -n "$filter" ] && ! grep -qE -- "$filter" <<<"$pkg $target"; then
+				continue
+			fi
+			echo "fuzz $pkg $target ($(date +%T))"
+			out=$(mktemp)
+			if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$out" 2>&1; then
+				cat "$out"
+				# A found crasher fails the run; a fuzzing engine hiccup on a
+				# loaded machine (no input written) gets one more try.
+				if grep -q 'Failing input written to' "$out" || ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$out" 2>&1; then
+					cat "$out"
+					rm -f "$out"
+					exit 1
+				fi
+			fi
+			grep -h '^fuzz: elapsed' "$out" | tail -1 || true
+			rm -f "$out"
+		done
+	done
+}
+
+# "./scripts/test.sh fuzz [pattern]" runs only the fuzz targets, each for
+# $FUZZTIME (default 10m here), e.g. FUZZTIME=3m ./scripts/test.sh fuzz ngp.
+if [ "${1:-}" = fuzz ]; then
+	FUZZTIME=${FUZZTIME:-10m}
+	fuzz "${2:-}"
+	log "fuzzing found nothing"
+	exit 0
+fi
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -47,23 +89,5 @@ PATH="$PATH:$(go env GOPATH)/bin" staticcheck ./...
 log "go test -race"
 go test -race -count=1 -timeout 15m ./...
 
-log "fuzz (${FUZZTIME:=5s} per target)"
-for pkg in $(go list ./...); do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
-	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
-		echo "fuzz $pkg $target"
-		out=$(mktemp)
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$out" 2>&1; then
-			cat "$out"
-			# A found crasher fails the run; a fuzzing engine hiccup on a
-			# loaded machine (no input written) gets one more try.
-			if grep -q 'Failing input written to' "$out" || ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >"$out" 2>&1; then
-				cat "$out"
-				rm -f "$out"
-				exit 1
-			fi
-		fi
-		rm -f "$out"
-	done
-done
+fuzz
 log "all tests passed"

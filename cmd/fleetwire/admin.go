@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,19 +11,24 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/fleetwire/fleetwire/internal/auth"
 )
 
 const adminUsage = `Usage: fleetwire admin [-url URL] [-admin-key KEY] <command> [flags]
 
 Commands:
   users list
-  users create -login L -password P [-title T] [-time-zone Z]
+  users create -login L -password P [-title T] [-time-zone Z]   (passwords: 8 characters or more)
   users update -id N field=value ...    change title, time_zone or profile fields (locale=de_DE demo=true ...)
   users password -id N -password P      change a password (ends the user's sessions)
   users end-sessions -id N              end every session of a user
   trackers list
   trackers create -user N -label L -device D [-model M]
   trackers block -id N | trackers unblock -id N | trackers delete -id N
+  trackers secret -id N [-secret S]     set the tracker's MQTT device secret (generated unless -secret;
+                                        shown once: the server keeps only a digest)
 `
 
 // runAdmin calls the admin API of a running server and prints its JSON answer.
@@ -60,6 +66,7 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 	label := fs.String("label", "", "tracker label")
 	device := fs.String("device", "", "device id the tracker reports with")
 	model := fs.String("model", "osmand", "device model")
+	secret := fs.String("secret", "", "MQTT device secret (default: generated)")
 	if err := fs.Parse(args); err != nil {
 		return "", "", nil, err
 	}
@@ -69,11 +76,17 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 		}
 		return nil
 	}
+	checkPassword := func() error {
+		if utf8.RuneCountInString(*password) < auth.MinPasswordLen {
+			return fmt.Errorf("%s %s: -password must have at least %d characters", noun, verb, auth.MinPasswordLen)
+		}
+		return nil
+	}
 	switch noun + " " + verb {
 	case "users list":
 		return http.MethodGet, "/admin/users", nil, nil
 	case "users create":
-		return http.MethodPost, "/admin/users", map[string]any{"login": *login, "password": *password, "title": *title, "time_zone": *tz}, nil
+		return http.MethodPost, "/admin/users", map[string]any{"login": *login, "password": *password, "title": *title, "time_zone": *tz}, checkPassword()
 	case "users update":
 		body := map[string]any{}
 		for _, kv := range fs.Args() {
@@ -88,13 +101,15 @@ func adminRequest(noun, verb string, args []string) (method, path string, body m
 		}
 		return http.MethodPost, fmt.Sprintf("/admin/users/%d/update", *id), body, needID()
 	case "users password":
-		return http.MethodPost, fmt.Sprintf("/admin/users/%d/password", *id), map[string]any{"password": *password}, needID()
+		return http.MethodPost, fmt.Sprintf("/admin/users/%d/password", *id), map[string]any{"password": *password}, errors.Join(needID(), checkPassword())
 	case "users end-sessions":
 		return http.MethodPost, fmt.Sprintf("/admin/users/%d/end_sessions", *id), map[string]any{}, needID()
 	case "trackers list":
 		return http.MethodGet, "/admin/trackers", nil, nil
 	case "trackers create":
 		return http.MethodPost, "/admin/trackers", map[string]any{"user_id": *user, "label": *label, "device_id": *device, "model": *model}, nil
+	case "trackers secret":
+		return http.MethodPost, fmt.Sprintf("/admin/trackers/%d/secret", *id), map[string]any{"secret": *secret}, needID()
 	case "trackers block", "trackers unblock", "trackers delete":
 		return http.MethodPost, fmt.Sprintf("/admin/trackers/%d/%s", *id, verb), map[string]any{}, needID()
 	}
@@ -131,6 +146,9 @@ func callAdmin(out io.Writer, base, key, method, path string, body map[string]an
 		raw = pretty.Bytes()
 	}
 	fmt.Fprintln(out, string(raw))
+	if ra := resp.Header.Get("Retry-After"); resp.StatusCode == http.StatusTooManyRequests && ra != "" {
+		return fmt.Errorf("server answered %s: too many failed attempts, try again in %s s", resp.Status, ra)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("server answered %s", resp.Status)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"sync/atomic"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
@@ -66,11 +67,23 @@ func startDemo(ctx context.Context, srv *server.Server, f *serverFlags, run *dem
 			slog.Error("demo simulator stopped", "err", err)
 		}
 	}()
-	if _, err := demo.SeedNode(ctx, srv.State, u.ID); err != nil {
+	nodeTracker, err := demo.SeedNode(ctx, srv.State, u.ID)
+	if err != nil {
 		return fmt.Errorf("seed demo node: %w", err)
 	}
-	if url := srv.MQTTURL(); url != "" {
-		node := demo.NewNode(demo.NodeOptions{MQTTURL: url})
+	if brokerURL := srv.MQTTURL(); brokerURL != "" {
+		// The simulated node signs in as the device it is, with a secret
+		// set afresh at every start (the broker admits no anonymous client).
+		secret, err := srv.Auth.SetDeviceSecret(ctx, nodeTracker.ID, "")
+		if err != nil {
+			return fmt.Errorf("demo node secret: %w", err)
+		}
+		nodeURL, err := url.Parse(brokerURL)
+		if err != nil {
+			return fmt.Errorf("demo node broker URL: %w", err)
+		}
+		nodeURL.User = url.UserPassword(nodeTracker.DeviceID, secret)
+		node := demo.NewNode(demo.NodeOptions{MQTTURL: nodeURL.String(), DeviceID: nodeTracker.DeviceID})
 		go func() {
 			if err := node.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				slog.Error("demo node stopped", "err", err)

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/server"
 	"github.com/fleetwire/fleetwire/internal/wire/atmosphere"
 )
@@ -99,6 +100,13 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.StringVar(&f.cfg.GT06Listen, "gt06-listen", ":5023", "address of the GT06 TCP and UDP listener (empty disables)")
 	f.cfg.HistoryRetention = 90 * 24 * time.Hour
 	fs.Var((*days)(&f.cfg.HistoryRetention), "history-retention", "how long track points are kept, e.g. 90d or 36h (0: forever)")
+	fs.DurationVar(&f.cfg.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "how long a request body may take to arrive on every HTTP listener; a slower body is cut (0: no bound)")
+	fs.DurationVar(&f.cfg.KeepAliveTimeout, "keepalive-timeout", server.DefaultKeepAliveTimeout, "close HTTP keep-alive connections idle this long between requests (0: never)")
+	fs.IntVar(&f.cfg.MaxUnauthConns, "unauth-conns-per-addr", server.DefaultMaxUnauthConns, "connections one address may hold open on each HTTP listener before authenticating; more are answered 429 (0: no cap)")
+	f.cfg.LoginLimit, f.cfg.AddressLimit = auth.DefaultLoginLimit, auth.DefaultAddressLimit
+	fs.Func("signin-login-limit", "failed sign-ins allowed per login, as failures/period; past it sign-ins are refused with 429 (0: no limit) (default "+auth.DefaultLoginLimit.String()+")", limitFlag(&f.cfg.LoginLimit))
+	fs.Func("signin-address-limit", "failed sign-ins (passwords, admin key, MQTT device secrets) allowed per client address, as failures/period (0: no limit) (default "+auth.DefaultAddressLimit.String()+")", limitFlag(&f.cfg.AddressLimit))
+	fs.IntVar(&f.cfg.PasswordWorkers, "password-workers", 0, "password checks (bcrypt) run at once; more wait, and past 16 per worker are refused with 429 (default: half the CPUs, at least 1)")
 	fs.StringVar(&f.cfg.TileURL, "tile-url", os.Getenv("FLEETWIRE_TILE_URL"), "raster tile URL template for the fleet page map, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: offline map)")
 	fs.Func("session-bind", "what a request must show besides its tracking id to use a live event session: address (the one the session was opened from, unless it was opened with a resume secret) or none (the id alone)", func(v string) error {
 		b, ok := atmosphere.ParseBind(v)
@@ -142,7 +150,34 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	// On the command line 0 switches a limit off; in server.Config that is
+	// a negative value (0 there takes the default).
+	if f.cfg.BodyTimeout == 0 {
+		f.cfg.BodyTimeout = -1
+	}
+	if f.cfg.KeepAliveTimeout == 0 {
+		f.cfg.KeepAliveTimeout = -1
+	}
+	if f.cfg.MaxUnauthConns == 0 {
+		f.cfg.MaxUnauthConns = -1
+	}
 	return f, nil
+}
+
+// limitFlag parses a --signin-*-limit value into l; "0" switches the
+// limit off (auth.Options takes a negative count for that).
+func limitFlag(l *auth.Limit) func(string) error {
+	return func(s string) error {
+		v, err := auth.ParseLimit(s)
+		if err != nil {
+			return err
+		}
+		if v.Failures == 0 {
+			v.Failures = -1
+		}
+		*l = v
+		return nil
+	}
 }
 
 func newLogger(level string, asJSON bool) (*slog.Logger, error) {

@@ -3,13 +3,16 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
 )
@@ -72,8 +75,23 @@ type adminRoute struct {
 //	GET  /admin/trackers                   list trackers of every user
 //	POST /admin/trackers                   create (user_id, label, device_id, model, phone)
 //	POST /admin/trackers/{id}/block        block; also unblock, delete (corrupt)
+//	POST /admin/trackers/{id}/secret       set the MQTT device secret (secret, or generated)
 func (x *API) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	if !x.checkAdmin(r) {
+	// A wrong admin key counts against the caller's address in the
+	// sign-in throttle, so the key cannot be guessed at speed.
+	try, err := x.auth.Throttle().Attempt("", r.RemoteAddr)
+	if err != nil {
+		x.writeError(w, r, err)
+		return
+	}
+	ok := x.checkAdmin(r)
+	switch {
+	case ok:
+		try.OK()
+	case x.opts.AdminKey == "":
+		try.Undo() // the admin API is off: nothing was guessed
+	}
+	if !ok {
 		x.writeError(w, r, apierr.AccessDenied)
 		return
 	}
@@ -137,6 +155,8 @@ func (x *API) adminRoute(path string) (map[string]adminRoute, int64, error) {
 			fn = x.adminBlock(false)
 		case "trackers/delete":
 			fn = x.adminDeleteTracker
+		case "trackers/secret":
+			fn = x.adminDeviceSecret
 		default:
 			return nil, 0, apierr.WrongHandler
 		}
@@ -170,8 +190,8 @@ func (x *API) adminCreateUser(ctx context.Context, c *call, _ int64) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if password == "" {
-		return nil, apierr.InvalidParameters.With("password is empty")
+	if err := checkNewPassword(password); err != nil {
+		return nil, err
 	}
 	title, _, err := c.p.str("title")
 	if err != nil {
@@ -245,6 +265,15 @@ func (x *API) adminUpdateUser(ctx context.Context, c *call, id int64) (any, erro
 	return adminUserBody{Success: true, Value: adminUserOf(u)}, nil
 }
 
+// checkNewPassword applies the operators' minimum length to a new
+// password; auth checks the rest.
+func checkNewPassword(p string) error {
+	if utf8.RuneCountInString(p) < auth.MinPasswordLen {
+		return apierr.InvalidParameters.With(fmt.Sprintf("password is shorter than %d characters", auth.MinPasswordLen))
+	}
+	return nil
+}
+
 // checkTimeZone accepts IANA zone names only.
 func checkTimeZone(tz string) error {
 	if tz == "Local" || strings.ContainsAny(tz, "\\\x00") {
@@ -273,8 +302,8 @@ func (x *API) adminSetPassword(ctx context.Context, c *call, id int64) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if password == "" {
-		return nil, apierr.InvalidParameters.With("password is empty")
+	if err := checkNewPassword(password); err != nil {
+		return nil, err
 	}
 	if _, err := x.adminUserExists(ctx, id); err != nil {
 		return nil, err
@@ -406,4 +435,38 @@ func (x *API) adminDeleteTracker(ctx context.Context, _ *call, id int64) (any, e
 		return nil, err
 	}
 	return success, nil
+}
+
+// deviceSecret is the answer of /admin/trackers/{id}/secret: the secret is
+// shown this once; the server keeps only its digest.
+type deviceSecret struct {
+	TrackerID int64  `json:"tracker_id"`
+	DeviceID  string `json:"device_id"`
+	Secret    string `json:"secret"`
+}
+
+type deviceSecretBody struct {
+	Success bool         `json:"success"`
+	Value   deviceSecret `json:"value"`
+}
+
+// adminDeviceSecret sets the tracker's MQTT device secret: the secret
+// parameter, or a generated one when it is absent or empty.
+func (x *API) adminDeviceSecret(ctx context.Context, c *call, id int64) (any, error) {
+	t, err := x.adminTracker(id)
+	if err != nil {
+		return nil, err
+	}
+	secret, _, err := c.p.str("secret")
+	if err != nil {
+		return nil, err
+	}
+	secret, err = x.auth.SetDeviceSecret(ctx, id, secret)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.EntityNotFound.With("tracker")
+		}
+		return nil, err
+	}
+	return deviceSecretBody{Success: true, Value: deviceSecret{TrackerID: id, DeviceID: t.DeviceID, Secret: secret}}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,8 @@ type authService interface {
 	CreateAPIKey(ctx context.Context, userID int64, title string) (*fleet.Session, error)
 	APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error)
 	DeleteAPIKey(ctx context.Context, userID int64, hash string) error
+	Throttle() *auth.Throttle
+	SetDeviceSecret(ctx context.Context, trackerID int64, secret string) (string, error)
 }
 
 // registry is what the API needs from live trackers and states;
@@ -353,6 +356,9 @@ func (x *API) apiError(r *http.Request, err error) *apierr.Error {
 func (x *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	requestErrors.Inc()
 	e := x.apiError(r, err)
+	if s, ok := apierr.RetryAfterSeconds(err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	x.writeJSON(w, e.HTTPStatus, errorBody{Status: errorStatus{Code: e.Code, Description: e.Description}, Errors: e.Params})
 }
 

@@ -192,18 +192,18 @@ func keys(m map[string]any) []string {
 // TestUserAuth: user/auth over every calling convention, and its errors.
 func TestUserAuth(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	e.createUser("ann@example.com", "pw-ann", "Europe/Berlin")
+	e.createUser("ann@example.com", "pw-ann-secret", "Europe/Berlin")
 
-	m := mustOK(t, "auth", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann"}))
+	m := mustOK(t, "auth", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret"}))
 	if !reflect.DeepEqual(keys(m), []string{"hash", "success", "type"}) || m["type"] != "authenticated" || !hashRE.MatchString(m["hash"].(string)) {
 		t.Errorf("auth answer %v", m)
 	}
 	calls := map[string]answer{
-		"no prefix":      e.post("/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann"}),
-		"trailing slash": e.post("/v2/user/auth/", map[string]any{"login": "ann@example.com", "password": "pw-ann"}),
-		"GET query":      e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann"}}),
+		"no prefix":      e.post("/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret"}),
+		"trailing slash": e.post("/v2/user/auth/", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret"}),
+		"GET query":      e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann-secret"}}),
 		"POST form": e.do("POST", "/v2/user/auth", "application/x-www-form-urlencoded",
-			strings.NewReader("login=ann%40example.com&password=pw-ann"), nil),
+			strings.NewReader("login=ann%40example.com&password=pw-ann-secret"), nil),
 	}
 	seen := map[string]bool{m["hash"].(string): true}
 	for name, a := range calls {
@@ -216,8 +216,8 @@ func TestUserAuth(t *testing.T) {
 	}
 
 	wantErr(t, "wrong password", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "nope"}), 102, 400)
-	wantErr(t, "unknown login", e.post("/v2/user/auth", map[string]any{"login": "bob@example.com", "password": "pw-ann"}), 102, 400)
-	a := e.post("/v2/user/auth", map[string]any{"password": "pw-ann"})
+	wantErr(t, "unknown login", e.post("/v2/user/auth", map[string]any{"login": "bob@example.com", "password": "pw-ann-secret"}), 102, 400)
+	a := e.post("/v2/user/auth", map[string]any{"password": "pw-ann-secret"})
 	wantErr(t, "no login", a, 7, 400)
 	if !strings.Contains(a.description(), "login") {
 		t.Errorf("description %q does not name login", a.description())
@@ -226,19 +226,19 @@ func TestUserAuth(t *testing.T) {
 	wantErr(t, "login of wrong type", e.post("/v2/user/auth", map[string]any{"login": []int{1}, "password": "x"}), 5, 400)
 
 	// dealer_id: the installation's (default 1) signs in, any other is 102.
-	mustOK(t, "own dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": DefaultDealerID}))
-	mustOK(t, "own dealer as text", e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann"}, "dealer_id": {"1"}}))
-	wantErr(t, "other dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": 7}), 102, 400)
-	wantErr(t, "negative dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": -1}), 102, 400)
-	wantErr(t, "dealer of wrong type", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann", "dealer_id": "x"}), 5, 400)
+	mustOK(t, "own dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": DefaultDealerID}))
+	mustOK(t, "own dealer as text", e.get("/v2/user/auth", url.Values{"login": {"ann@example.com"}, "password": {"pw-ann-secret"}, "dealer_id": {"1"}}))
+	wantErr(t, "other dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": 7}), 102, 400)
+	wantErr(t, "negative dealer", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": -1}), 102, 400)
+	wantErr(t, "dealer of wrong type", e.post("/v2/user/auth", map[string]any{"login": "ann@example.com", "password": "pw-ann-secret", "dealer_id": "x"}), 5, 400)
 }
 
 // TestCallingErrors: unknown paths, methods, malformed and oversized bodies.
 func TestCallingErrors(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("cal", "pw-cal", "UTC")
+	uid := e.createUser("cal", "pw-cal-secret", "UTC")
 	e.createTracker(uid, "Van", "dev-cal")
-	hash := e.login("cal", "pw-cal")
+	hash := e.login("cal", "pw-cal-secret")
 
 	wantErr(t, "unknown action", e.post("/v2/tracker/fly", map[string]any{"hash": hash}), 111, 400)
 	wantErr(t, "root", e.do("GET", "/", "", nil, nil), 111, 400)
@@ -261,9 +261,9 @@ func TestCallingErrors(t *testing.T) {
 // the query string and the NVX header; bad hashes are 3 and 4.
 func TestHashTransports(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("hal", "pw-hal", "UTC")
+	uid := e.createUser("hal", "pw-hal-secret", "UTC")
 	e.createTracker(uid, "Van", "dev-hal")
-	hash := e.login("hal", "pw-hal")
+	hash := e.login("hal", "pw-hal-secret")
 
 	listLen := func(what string, a answer) {
 		t.Helper()
@@ -290,9 +290,9 @@ func TestHashTransports(t *testing.T) {
 // TestUserInfoAndLogout: get_info's shape; logout ends the session only.
 func TestUserInfoAndLogout(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	e.createUser("ida", "pw-ida", "Europe/Berlin")
-	hash := e.login("ida", "pw-ida")
-	other := e.login("ida", "pw-ida")
+	e.createUser("ida", "pw-ida-secret", "Europe/Berlin")
+	hash := e.login("ida", "pw-ida-secret")
+	other := e.login("ida", "pw-ida-secret")
 
 	m := mustOK(t, "get_info", e.do("GET", "/v2/user/get_info", "", nil, map[string]string{"Authorization": "NVX " + hash}))
 	info, _ := m["user_info"].(map[string]any)
@@ -316,9 +316,9 @@ func TestUserInfoAndLogout(t *testing.T) {
 // hashes, and the session-only rules.
 func TestAPIKeys(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("kay", "pw-kay", "Europe/Berlin")
+	uid := e.createUser("kay", "pw-kay-secret", "Europe/Berlin")
 	e.createTracker(uid, "Van", "dev-kay")
-	hash := e.login("kay", "pw-kay")
+	hash := e.login("kay", "pw-kay-secret")
 
 	m := mustOK(t, "create", e.post("/v2/api/key/create", map[string]any{"hash": hash, "title": "My Super App"}))
 	v, _ := m["value"].(map[string]any)
@@ -335,7 +335,10 @@ func TestAPIKeys(t *testing.T) {
 		t.Fatalf("list %v", m)
 	}
 	first := list[0].(map[string]any)
-	if first["hash"] != key || first["title"] != "My Super App" || !reflect.DeepEqual(keys(first), []string{"create_date", "hash", "title"}) {
+	// Keys are stored as digests: the list names each by its id, which
+	// has the documented form (32 hex characters) and deletes it too.
+	if first["hash"] != auth.KeyID(key) || first["hash"] == key || !hashRE.MatchString(first["hash"].(string)) ||
+		first["title"] != "My Super App" || !reflect.DeepEqual(keys(first), []string{"create_date", "hash", "title"}) {
 		t.Errorf("list item %v", first)
 	}
 
@@ -355,8 +358,8 @@ func TestAPIKeys(t *testing.T) {
 	wantErr(t, "delete unknown key", e.post("/v2/api/key/delete", map[string]any{"hash": hash, "key": strings.Repeat("c", 32)}), 201, 400)
 
 	// Another user's key cannot be deleted through this account.
-	e.createUser("lee", "pw-lee", "UTC")
-	leeHash := e.login("lee", "pw-lee")
+	e.createUser("lee", "pw-lee-secret", "UTC")
+	leeHash := e.login("lee", "pw-lee-secret")
 	wantErr(t, "delete someone else's key", e.post("/v2/api/key/delete", map[string]any{"hash": leeHash, "key": key}), 201, 400)
 
 	m = mustOK(t, "delete", e.post("/v2/api/key/delete", map[string]any{"hash": hash, "key": key2}))
@@ -369,7 +372,7 @@ func TestAPIKeys(t *testing.T) {
 	mustOK(t, "key after logout", e.post("/v2/tracker/list", map[string]any{"hash": key}))
 
 	// Quota: 20 keys per account.
-	hash = e.login("kay", "pw-kay")
+	hash = e.login("kay", "pw-kay-secret")
 	for i := 1; i < maxAPIKeys; i++ { // one key exists already
 		mustOK(t, "create to quota", e.post("/v2/api/key/create", map[string]any{"hash": hash, "title": fmt.Sprint("k", i)}))
 	}
@@ -380,13 +383,13 @@ func TestAPIKeys(t *testing.T) {
 // ownership.
 func TestTrackerListAndRead(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("tia", "pw-tia", "Europe/Berlin")
+	uid := e.createUser("tia", "pw-tia-secret", "Europe/Berlin")
 	id1, src1 := e.createTracker(uid, "aa1", "dev-1")
 	id2, _ := e.createTracker(uid, "bb2", "dev-2")
 	e.createTracker(uid, "cc3", "dev-3")
-	otherUID := e.createUser("ned", "pw-ned", "UTC")
+	otherUID := e.createUser("ned", "pw-ned-secret", "UTC")
 	otherID, _ := e.createTracker(otherUID, "aa-other", "dev-9")
-	hash := e.login("tia", "pw-tia")
+	hash := e.login("tia", "pw-tia-secret")
 
 	m := mustOK(t, "list", e.post("/v2/tracker/list", map[string]any{"hash": hash}))
 	list := m["list"].([]any)
@@ -462,11 +465,11 @@ func TestTrackerListAndRead(t *testing.T) {
 // TestGetState: the state envelope in the user's timezone, 201 and 208.
 func TestGetState(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("sam", "pw-sam", "Europe/Berlin")
+	uid := e.createUser("sam", "pw-sam-secret", "Europe/Berlin")
 	id, src := e.createTracker(uid, "Van", "dev-sam")
-	otherUID := e.createUser("oli", "pw-oli", "UTC")
+	otherUID := e.createUser("oli", "pw-oli-secret", "UTC")
 	otherID, _ := e.createTracker(otherUID, "Car", "dev-oli")
-	hash := e.login("sam", "pw-sam")
+	hash := e.login("sam", "pw-sam-secret")
 
 	m := mustOK(t, "get_state", e.post("/v2/tracker/get_state", map[string]any{"hash": hash, "tracker_id": id}))
 	if m["user_time"] != "2024-08-01 13:45:23" {
@@ -498,13 +501,13 @@ func TestGetState(t *testing.T) {
 // switches, with 208 and 217 when they are off.
 func TestGetStates(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("gus", "pw-gus", "Europe/Berlin")
+	uid := e.createUser("gus", "pw-gus-secret", "Europe/Berlin")
 	a, srcA := e.createTracker(uid, "A", "dev-a")
 	b, _ := e.createTracker(uid, "B", "dev-b")
 	c, _ := e.createTracker(uid, "C", "dev-c")
-	otherUID := e.createUser("vic", "pw-vic", "UTC")
+	otherUID := e.createUser("vic", "pw-vic-secret", "UTC")
 	foreign, _ := e.createTracker(otherUID, "F", "dev-f")
-	hash := e.login("gus", "pw-gus")
+	hash := e.login("gus", "pw-gus-secret")
 	mustOK(t, "block b", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/block", b), nil))
 	mustOK(t, "delete c", e.admin("POST", fmt.Sprintf("/admin/trackers/%d/delete", c), nil))
 
@@ -581,7 +584,7 @@ func TestAdminAccess(t *testing.T) {
 // TestAdminUsers: create, list, password and end_sessions.
 func TestAdminUsers(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	m := mustOK(t, "create", e.admin("POST", "/admin/users", map[string]any{"login": "uma", "password": "pw-1", "title": "Uma", "time_zone": "America/New_York"}))
+	m := mustOK(t, "create", e.admin("POST", "/admin/users", map[string]any{"login": "uma", "password": "pw-1-secret", "title": "Uma", "time_zone": "America/New_York"}))
 	u := m["value"].(map[string]any)
 	uid := int64(u["id"].(float64))
 	if u["login"] != "uma" || u["title"] != "Uma" || u["time_zone"] != "America/New_York" || uid <= 0 {
@@ -590,12 +593,14 @@ func TestAdminUsers(t *testing.T) {
 	if _, ok := u["password"]; ok {
 		t.Error("admin answer leaks a password field")
 	}
-	wantErr(t, "duplicate login", e.admin("POST", "/admin/users", map[string]any{"login": "uma", "password": "x"}), 206, 400)
+	wantErr(t, "duplicate login", e.admin("POST", "/admin/users", map[string]any{"login": "uma", "password": "long-enough"}), 206, 400)
+	// New passwords have at least 8 characters (auth.MinPasswordLen).
+	wantErr(t, "7-character password", e.admin("POST", "/admin/users", map[string]any{"login": "zed", "password": "1234567"}), 7, 400)
 	wantErr(t, "bad tz", e.admin("POST", "/admin/users", map[string]any{"login": "zed", "password": "x", "time_zone": "Mars/Olympus"}), 7, 400)
 	wantErr(t, "no password", e.admin("POST", "/admin/users", map[string]any{"login": "zed"}), 7, 400)
 	wantErr(t, "no login", e.admin("POST", "/admin/users", map[string]any{"password": "x"}), 7, 400)
 	// Form bodies work on the admin surface too; title defaults to the login.
-	a := e.do("POST", "/admin/users", "application/x-www-form-urlencoded", strings.NewReader("login=vera&password=pw-v"),
+	a := e.do("POST", "/admin/users", "application/x-www-form-urlencoded", strings.NewReader("login=vera&password=pw-vera-secret"),
 		map[string]string{"X-Admin-Key": testAdminKey})
 	if v := mustOK(t, "create by form", a)["value"].(map[string]any); v["title"] != "vera" || v["time_zone"] != "UTC" {
 		t.Errorf("form-created user %v", v)
@@ -606,13 +611,15 @@ func TestAdminUsers(t *testing.T) {
 		t.Errorf("users %v", m)
 	}
 
-	hash := e.login("uma", "pw-1")
-	mustOK(t, "password", e.admin("POST", fmt.Sprintf("/admin/users/%d/password", uid), map[string]any{"password": "pw-2"}))
+	hash := e.login("uma", "pw-1-secret")
+	mustOK(t, "password", e.admin("POST", fmt.Sprintf("/admin/users/%d/password", uid), map[string]any{"password": "pw-2-secret"}))
 	wantErr(t, "old session after password change", e.post("/v2/user/get_info", map[string]any{"hash": hash}), 4, 400)
-	wantErr(t, "old password", e.post("/v2/user/auth", map[string]any{"login": "uma", "password": "pw-1"}), 102, 400)
-	hash = e.login("uma", "pw-2")
+	wantErr(t, "old password", e.post("/v2/user/auth", map[string]any{"login": "uma", "password": "pw-1-secret"}), 102, 400)
+	hash = e.login("uma", "pw-2-secret")
 	wantErr(t, "password missing", e.admin("POST", fmt.Sprintf("/admin/users/%d/password", uid), map[string]any{}), 7, 400)
-	wantErr(t, "password unknown user", e.admin("POST", "/admin/users/999/password", map[string]any{"password": "x"}), 204, 404)
+	wantErr(t, "short new password", e.admin("POST", fmt.Sprintf("/admin/users/%d/password", uid), map[string]any{"password": "short"}), 7, 400)
+	e.login("uma", "pw-2-secret") // the refused change changed nothing
+	wantErr(t, "password unknown user", e.admin("POST", "/admin/users/999/password", map[string]any{"password": "long-enough"}), 204, 404)
 
 	mustOK(t, "end_sessions", e.admin("POST", fmt.Sprintf("/admin/users/%d/end_sessions", uid), nil))
 	wantErr(t, "session after end_sessions", e.post("/v2/user/get_info", map[string]any{"hash": hash}), 4, 400)
@@ -622,7 +629,7 @@ func TestAdminUsers(t *testing.T) {
 // TestAdminTrackers: create, list, block, unblock, delete.
 func TestAdminTrackers(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("tom", "pw-tom", "UTC")
+	uid := e.createUser("tom", "pw-tom-secret", "UTC")
 	m := mustOK(t, "create", e.admin("POST", "/admin/trackers", map[string]any{"user_id": uid, "label": "Truck", "device_id": "imei-1", "model": "osmand"}))
 	v := m["value"].(map[string]any)
 	id := int64(v["id"].(float64))

@@ -18,9 +18,9 @@ import (
 // the user's offset; UTC users get "Z".
 func TestISODateTime(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("iso", "pw-iso", "Europe/Berlin")
+	uid := e.createUser("iso", "pw-iso-secret", "Europe/Berlin")
 	id, _ := e.createTracker(uid, "Van", "dev-iso")
-	hash := e.login("iso", "pw-iso")
+	hash := e.login("iso", "pw-iso-secret")
 	fixAt := time.Date(2024, 8, 1, 11, 0, 0, 0, time.UTC)
 	on := true
 	if _, err := e.reg.Apply(context.Background(), &state.Fix{DeviceID: "dev-iso", Time: fixAt, Ignition: &on,
@@ -67,8 +67,8 @@ func TestISODateTime(t *testing.T) {
 		strings.NewReader(fmt.Sprintf(`{"hash":%q,"tracker_id":%d}`, hash, id)), map[string]string{"NVX-ISO-DateTime": "sure"}), 5, 400)
 
 	// A UTC user's dates end in Z.
-	e.createUser("utc", "pw-utc", "UTC")
-	h2 := e.login("utc", "pw-utc")
+	e.createUser("utc", "pw-utc-secret", "UTC")
+	h2 := e.login("utc", "pw-utc-secret")
 	m = mustOK(t, "api key", e.post("/v2/api/key/create", map[string]any{"hash": h2, "title": "k", "iso_datetime": true}))
 	if d := m["value"].(map[string]any)["create_date"]; !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`).MatchString(fmt.Sprint(d)) {
 		t.Errorf("create_date %v", d)

@@ -21,8 +21,8 @@ var documentedUserInfo = []string{
 // at once to a signed-in session.
 func TestUserProfile(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("pro", "pw-pro", "Europe/Berlin")
-	hash := e.login("pro", "pw-pro")
+	uid := e.createUser("pro", "pw-pro-secret", "Europe/Berlin")
+	hash := e.login("pro", "pw-pro-secret")
 
 	m := mustOK(t, "get_info", e.post("/v2/user/get_info", map[string]any{"hash": hash}))
 	if m["paas_id"] != float64(DefaultDealerID) {
@@ -71,7 +71,7 @@ func TestUserProfile(t *testing.T) {
 	}
 
 	// Profile fields at creation, and in the admin list.
-	mustOK(t, "create with profile", e.admin("POST", "/admin/users", map[string]any{"login": "nat", "password": "pw-nat",
+	mustOK(t, "create with profile", e.admin("POST", "/admin/users", map[string]any{"login": "nat", "password": "pw-nat-secret",
 		"locale": "fr", "measurement_system": "nautical", "demo": "true"}))
 	found := false
 	for _, it := range mustOK(t, "list", e.admin("GET", "/admin/users", nil))["list"].([]any) {

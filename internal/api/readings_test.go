@@ -11,11 +11,11 @@ import (
 
 func TestReadings(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	uid := e.createUser("rex", "pw-rex", "UTC")
+	uid := e.createUser("rex", "pw-rex-secret", "UTC")
 	id, _ := e.createTracker(uid, "Tanker", "dev-rex")
-	other := e.createUser("oz", "pw-oz", "UTC")
+	other := e.createUser("oz", "pw-oz-secret", "UTC")
 	otherID, _ := e.createTracker(other, "Other", "dev-oz")
-	hash := e.login("rex", "pw-rex")
+	hash := e.login("rex", "pw-rex-secret")
 	on := true
 	if _, err := e.reg.Apply(context.Background(), &state.Fix{DeviceID: "dev-rex", Ignition: &on,
 		Attributes: map[string]string{"fuel_level": "41.5", "temperature_1": "-3.25", "odometer": "1200.5", "obd_mil_status": "0"}}); err != nil {
@@ -60,8 +60,8 @@ func TestReadings(t *testing.T) {
 // header sends the form type; the JSON object is still read as JSON.
 func TestJSONBodyWithFormContentType(t *testing.T) {
 	e := newEnv(t, testAdminKey)
-	e.createUser("cu", "pw-curl", "UTC")
-	a := e.do("POST", "/v2/user/auth", "application/x-www-form-urlencoded", strings.NewReader(`{"login":"cu","password":"pw-curl"}`), nil)
+	e.createUser("cu", "pw-curl-secret", "UTC")
+	a := e.do("POST", "/v2/user/auth", "application/x-www-form-urlencoded", strings.NewReader(`{"login":"cu","password":"pw-curl-secret"}`), nil)
 	if a.status != 200 || a.m["success"] != true {
 		t.Fatalf("user/auth with a JSON body sent as a form: %d %v", a.status, a.m)
 	}

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
 )
@@ -46,7 +47,7 @@ func (x *API) userAuth(ctx context.Context, c *call) (any, error) {
 	} else if ok && dealer != x.opts.DealerID {
 		return nil, apierr.WrongLogin
 	}
-	s, err := x.auth.Login(ctx, login, password)
+	s, err := x.auth.Login(auth.WithClientAddr(ctx, c.r.RemoteAddr), login, password)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error is an API error: a documented code, its description and the HTTP
@@ -137,4 +138,31 @@ func From(err error) *Error {
 		return e
 	}
 	return Unexpected
+}
+
+// Throttled is TooManyRequests with the time after which the client may
+// try again; the REST API sends it as Retry-After. errors.Is and From
+// see it as TooManyRequests.
+type Throttled struct {
+	// After is how long the client should wait, at least one second.
+	After time.Duration
+}
+
+func (t *Throttled) Error() string {
+	return fmt.Sprintf("%v: retry after %v", TooManyRequests, t.After)
+}
+
+// Unwrap returns TooManyRequests.
+func (t *Throttled) Unwrap() error { return TooManyRequests }
+
+// RetryAfterSeconds returns the whole seconds (rounded up, at least 1) a
+// client refused with err should wait, and false when err is not
+// Throttled.
+func RetryAfterSeconds(err error) (int, bool) {
+	var t *Throttled
+	if !errors.As(err, &t) {
+		return 0, false
+	}
+	s := int((t.After + time.Second - 1) / time.Second)
+	return max(s, 1), true
 }

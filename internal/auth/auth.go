@@ -11,10 +11,12 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,12 @@ const (
 // SetPassword accept.
 const MaxPasswordLen = 40
 
+// MinPasswordLen is the shortest password, in characters, the operators'
+// surfaces (the admin API and `fleetwire admin`) accept for a new user or
+// a password change. CreateUser itself takes shorter ones, for accounts a
+// program sets up with a known password (the demo's demo/demo).
+const MinPasswordLen = 8
+
 // maxCacheEntries bounds the resolve cache; past it, stale entries are
 // dropped, and if that is not enough the cache starts over.
 const maxCacheEntries = 100_000
@@ -63,6 +71,18 @@ type Options struct {
 	// Logger receives failures that do not fail the call, such as a bus
 	// publish that did not go through (default slog.Default()).
 	Logger *slog.Logger
+	// LoginLimit is the budget of failed sign-ins per login, and
+	// AddressLimit per source address (defaults DefaultLoginLimit and
+	// DefaultAddressLimit; a negative Failures switches one off). Past it,
+	// sign-ins are refused with error 15 without checking the password.
+	LoginLimit, AddressLimit Limit
+	// PasswordWorkers bounds the password checks and hashes running at
+	// once (default: half the CPUs, at least 1), so that a flood of
+	// sign-ins cannot take every core from event delivery.
+	PasswordWorkers int
+	// PasswordQueue is how many password checks may wait for a worker
+	// (default 16 per worker); more are refused with error 15.
+	PasswordQueue int
 }
 
 // Service signs users in and manages their credentials. It is safe for
@@ -83,6 +103,9 @@ type Service struct {
 
 	dummyOnce sync.Once
 	dummy     []byte // a bcrypt hash to compare against for unknown logins
+
+	throttle *Throttle
+	workers  *workers
 }
 
 type cached struct {
@@ -119,7 +142,21 @@ func New(st store.Store, b bus.Bus, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Service{st: st, bus: b, opts: opts, log: opts.Logger, cache: make(map[string]cached)}
+	if opts.LoginLimit.Failures == 0 {
+		opts.LoginLimit = DefaultLoginLimit
+	}
+	if opts.AddressLimit.Failures == 0 {
+		opts.AddressLimit = DefaultAddressLimit
+	}
+	if opts.PasswordWorkers <= 0 {
+		opts.PasswordWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if opts.PasswordQueue <= 0 {
+		opts.PasswordQueue = 16 * opts.PasswordWorkers
+	}
+	s := &Service{st: st, bus: b, opts: opts, log: opts.Logger, cache: make(map[string]cached),
+		throttle: NewThrottle(opts.LoginLimit, opts.AddressLimit, opts.Now),
+		workers:  newWorkers(opts.PasswordWorkers, opts.PasswordQueue)}
 	s.unsub = b.Subscribe(s.handleBus)
 	return s
 }
@@ -171,23 +208,37 @@ func dbError(what string, err error) error {
 }
 
 // Login checks login and password and starts a session. A wrong login or
-// password, or a blocked user, is apierr.WrongLogin.
+// password, or a blocked user, is apierr.WrongLogin. A login or client
+// address (see WithClientAddr) that has used its budget of failures, or a
+// moment when too many password checks are waiting, is an
+// *apierr.Throttled (error 15) and the password is not checked.
 func (s *Service) Login(ctx context.Context, login, password string) (*fleet.Session, error) {
+	try, err := s.throttle.Attempt(login, clientAddr(ctx))
+	if err != nil {
+		return nil, err
+	}
 	u, err := s.st.UserByLogin(ctx, login)
+	hash := s.dummyHash()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		// Spend the same time as for a known login, so response times do
-		// not reveal which logins exist.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
-		loginFailures.Inc()
-		return nil, apierr.WrongLogin
+		// Check against a dummy hash: the same time as for a known
+		// login, so response times do not reveal which logins exist.
 	case err != nil:
+		try.Undo()
 		return nil, dbError("login", err)
+	default:
+		hash = []byte(u.PasswordHash)
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil || u.Blocked {
+	var mismatch error
+	if err := s.workers.do(ctx, func() { mismatch = bcrypt.CompareHashAndPassword(hash, []byte(password)) }); err != nil {
+		try.Undo()
+		return nil, err
+	}
+	if u == nil || mismatch != nil || u.Blocked {
 		loginFailures.Inc()
 		return nil, apierr.WrongLogin
 	}
+	try.OK()
 	now := s.now()
 	return s.createCredential(ctx, &fleet.Session{
 		UserID:    u.ID,
@@ -196,6 +247,10 @@ func (s *Service) Login(ctx context.Context, login, password string) (*fleet.Ses
 		ExpiresAt: now.Add(s.opts.SessionTTL),
 	})
 }
+
+// Throttle is the sign-in throttle, for other paths that check a secret
+// (the admin key, MQTT device secrets) to share its budgets.
+func (s *Service) Throttle() *Throttle { return s.throttle }
 
 func (s *Service) dummyHash() []byte {
 	s.dummyOnce.Do(func() {
@@ -209,13 +264,16 @@ func (s *Service) dummyHash() []byte {
 	return s.dummy
 }
 
-// createCredential stores x under a fresh hash, drawing again in the
-// (astronomically unlikely) case the hash is taken.
+// createCredential stores x under the digest of a fresh hash, drawing
+// again in the (astronomically unlikely) case the digest is taken, and
+// returns x with the hash itself, which is never stored.
 func (s *Service) createCredential(ctx context.Context, x *fleet.Session) (*fleet.Session, error) {
 	var err error
 	for range 3 {
 		x.Hash = newHash()
-		err = s.st.CreateSession(ctx, x)
+		stored := *x
+		stored.Hash = fleet.CredentialDigest(x.Hash)
+		err = s.st.CreateSession(ctx, &stored)
 		if !errors.Is(err, store.ErrConflict) {
 			break
 		}
@@ -243,8 +301,9 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 		return nil, nil, apierr.WrongHash
 	}
 	now := s.now()
+	digest := fleet.CredentialDigest(hash)
 	s.mu.Lock()
-	c, ok := s.cache[hash]
+	c, ok := s.cache[digest]
 	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Before(c.until) {
@@ -257,13 +316,14 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 	}
 	resolveMisses.Inc()
 
-	x, err := s.st.Session(ctx, hash)
+	x, err := s.st.Session(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, apierr.SessionNotFound
 	case err != nil:
 		return nil, nil, dbError("resolve", err)
 	}
+	x.Hash = hash // the store has the digest; the caller holds the hash
 	if x.Expired(now) {
 		return nil, nil, apierr.SessionNotFound
 	}
@@ -283,7 +343,7 @@ func (s *Service) Resolve(ctx context.Context, hash string) (*fleet.User, *fleet
 			if len(s.cache) >= maxCacheEntries {
 				s.pruneLocked(now)
 			}
-			s.cache[hash] = cached{user: *u, sess: *x, until: now.Add(s.opts.CacheTTL)}
+			s.cache[digest] = cached{user: *u, sess: *x, until: now.Add(s.opts.CacheTTL)}
 		}
 		s.mu.Unlock()
 	}
@@ -302,13 +362,13 @@ func (s *Service) pruneLocked(now time.Time) {
 	}
 }
 
-// evict drops hashes from the cache.
-func (s *Service) evict(hashes ...string) {
+// evict drops credentials, named by their digests, from the cache.
+func (s *Service) evict(digests ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	for _, h := range hashes {
-		delete(s.cache, h)
+	for _, d := range digests {
+		delete(s.cache, d)
 	}
 }
 
@@ -324,18 +384,19 @@ func (s *Service) evictUser(userID int64) {
 	}
 }
 
-// ended drops hashes from the cache and announces their end. The
+// ended drops credentials, named by their digests, from the cache and
+// announces their end with the digests (fleet.CredentialDigest). The
 // credentials are already gone from the store, so a failed publish is
 // logged rather than returned: other nodes stop accepting them when their
 // cache entries lapse.
-func (s *Service) ended(ctx context.Context, userID int64, hashes []string) {
-	if len(hashes) == 0 {
+func (s *Service) ended(ctx context.Context, userID int64, digests []string) {
+	if len(digests) == 0 {
 		return
 	}
-	s.evict(hashes...)
-	err := s.bus.Publish(ctx, &bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: hashes})
+	s.evict(digests...)
+	err := s.bus.Publish(ctx, &bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: digests})
 	if err != nil {
-		s.log.Warn("auth: publish logout", "user_id", userID, "credentials", len(hashes), "err", err)
+		s.log.Warn("auth: publish logout", "user_id", userID, "credentials", len(digests), "err", err)
 	}
 }
 
@@ -346,18 +407,19 @@ func (s *Service) Logout(ctx context.Context, hash string) error {
 	if !ValidHash(hash) {
 		return apierr.WrongHash
 	}
-	x, err := s.st.Session(ctx, hash)
+	digest := fleet.CredentialDigest(hash)
+	x, err := s.st.Session(ctx, digest)
 	if err == nil {
-		err = s.st.DeleteSession(ctx, hash)
+		err = s.st.DeleteSession(ctx, digest)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.evict(hash)
+		s.evict(digest)
 		return apierr.SessionNotFound
 	case err != nil:
 		return dbError("logout", err)
 	}
-	s.ended(ctx, x.UserID, []string{hash})
+	s.ended(ctx, x.UserID, []string{digest})
 	return nil
 }
 
@@ -397,8 +459,12 @@ func checkTimeZone(tz string) error {
 	return nil
 }
 
-func (s *Service) hashPassword(p string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(p), s.opts.BcryptCost)
+func (s *Service) hashPassword(ctx context.Context, p string) (string, error) {
+	var h []byte
+	var err error
+	if werr := s.workers.do(ctx, func() { h, err = bcrypt.GenerateFromPassword([]byte(p), s.opts.BcryptCost) }); werr != nil {
+		return "", werr
+	}
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w: %w", apierr.Unexpected, err)
 	}
@@ -419,7 +485,7 @@ func (s *Service) CreateUser(ctx context.Context, login, password, title, timeZo
 	if err := checkTimeZone(timeZone); err != nil {
 		return nil, err
 	}
-	h, err := s.hashPassword(password)
+	h, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +551,7 @@ func (s *Service) SetPassword(ctx context.Context, userID int64, password string
 	if err := checkPassword(password); err != nil {
 		return err
 	}
-	h, err := s.hashPassword(password)
+	h, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return err
 	}
@@ -533,40 +599,70 @@ func (s *Service) CreateAPIKey(ctx context.Context, userID int64, title string) 
 	})
 }
 
-// APIKeys lists a user's API keys, oldest first.
+// APIKeys lists a user's API keys, oldest first. The keys themselves are
+// not stored, so each Hash is the key's id instead: the first 32
+// characters of its digest (KeyID), which DeleteAPIKey also takes.
 func (s *Service) APIKeys(ctx context.Context, userID int64) ([]*fleet.Session, error) {
 	ks, err := s.st.Sessions(ctx, userID, fleet.KindAPIKey)
 	if err != nil {
 		return nil, dbError("list api keys", err)
 	}
+	for _, k := range ks {
+		k.Hash = keyID(k.Hash)
+	}
 	return ks, nil
 }
 
-// DeleteAPIKey deletes one of a user's API keys and announces its end with
-// bus.KindLogout. A hash that is not an API key of that user (malformed,
-// unknown, a session, another user's key) is apierr.NotFound.
-func (s *Service) DeleteAPIKey(ctx context.Context, userID int64, hash string) error {
-	if !ValidHash(hash) {
+// KeyID is the id APIKeys lists for the API key key: 32 hex characters
+// of its digest, in the form of a hash but not usable as one.
+func KeyID(key string) string { return keyID(fleet.CredentialDigest(key)) }
+
+func keyID(digest string) string { return digest[:min(32, len(digest))] }
+
+// DeleteAPIKey deletes one of a user's API keys, named by the key itself
+// or by the id APIKeys lists for it, and announces its end with
+// bus.KindLogout. Anything that is not an API key of that user
+// (malformed, unknown, a session, another user's key) is apierr.NotFound.
+func (s *Service) DeleteAPIKey(ctx context.Context, userID int64, key string) error {
+	if !ValidHash(key) {
 		return apierr.NotFound
 	}
-	x, err := s.st.Session(ctx, hash)
+	digest := fleet.CredentialDigest(key)
+	x, err := s.st.Session(ctx, digest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		// Not the key itself: maybe the id api/key/list showed.
+		if digest, err = s.apiKeyByID(ctx, userID, key); err != nil {
+			return err
+		}
+	case err != nil:
+		return dbError("delete api key", err)
+	case x.UserID != userID || x.Kind != fleet.KindAPIKey:
+		return apierr.NotFound
+	}
+	err = s.st.DeleteSession(ctx, digest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.evict(digest)
 		return apierr.NotFound
 	case err != nil:
 		return dbError("delete api key", err)
 	}
-	if x.UserID != userID || x.Kind != fleet.KindAPIKey {
-		return apierr.NotFound
-	}
-	err = s.st.DeleteSession(ctx, hash)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.evict(hash)
-		return apierr.NotFound
-	case err != nil:
-		return dbError("delete api key", err)
-	}
-	s.ended(ctx, userID, []string{hash})
+	s.ended(ctx, userID, []string{digest})
 	return nil
+}
+
+// apiKeyByID returns the digest of the user's API key whose id is id, or
+// apierr.NotFound.
+func (s *Service) apiKeyByID(ctx context.Context, userID int64, id string) (string, error) {
+	ks, err := s.st.Sessions(ctx, userID, fleet.KindAPIKey)
+	if err != nil {
+		return "", dbError("delete api key", err)
+	}
+	for _, k := range ks {
+		if subtle.ConstantTimeCompare([]byte(keyID(k.Hash)), []byte(id)) == 1 {
+			return k.Hash, nil
+		}
+	}
+	return "", apierr.NotFound
 }

@@ -130,8 +130,14 @@ func wantCode(t *testing.T, what string, err error, code int) {
 	}
 }
 
+// logoutOf is the logout announcement of hashes: it names them by their
+// digests.
 func logoutOf(userID int64, hashes ...string) bus.Message {
-	return bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: hashes}
+	digests := make([]string, len(hashes))
+	for i, h := range hashes {
+		digests[i] = fleet.CredentialDigest(h)
+	}
+	return bus.Message{Kind: bus.KindLogout, UserID: userID, Hashes: digests}
 }
 
 func wantMessages(t *testing.T, got []bus.Message, want ...bus.Message) {
@@ -165,9 +171,15 @@ func TestLogin(t *testing.T) {
 	if !s.CreatedAt.Equal(now) || !s.ExpiresAt.Equal(now.Add(DefaultSessionTTL)) {
 		t.Fatalf("session times %v .. %v, want %v + 30 days", s.CreatedAt, s.ExpiresAt, now)
 	}
-	stored, err := e.st.Session(ctx, s.Hash)
-	if err != nil || *stored != *s {
-		t.Fatalf("stored session = %+v, %v; want %+v", stored, err, s)
+	// The store keeps the digest, never the hash the client holds.
+	want := *s
+	want.Hash = fleet.CredentialDigest(s.Hash)
+	stored, err := e.st.Session(ctx, want.Hash)
+	if err != nil || *stored != want {
+		t.Fatalf("stored session = %+v, %v; want %+v", stored, err, &want)
+	}
+	if _, err := e.st.Session(ctx, s.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the store finds the session by the client's hash: %v", err)
 	}
 	if s2 := e.login(t, "ann@example.com", "pw-ann"); s2.Hash == s.Hash {
 		t.Fatal("two logins got the same hash")
@@ -293,7 +305,7 @@ func TestLogout(t *testing.T) {
 	wantMessages(t, e.rec.take(), logoutOf(u.ID, s1.Hash))
 	e.refused(t, s1.Hash, 4)
 	e.resolves(t, s2.Hash, u.ID)
-	if _, err := e.st.Session(ctx, s1.Hash); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.st.Session(ctx, fleet.CredentialDigest(s1.Hash)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("session still stored: %v", err)
 	}
 
@@ -328,7 +340,7 @@ func TestLogoutOnOtherNode(t *testing.T) {
 	if _, _, err := other.Resolve(t.Context(), k.Hash); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.DeleteSession(t.Context(), k.Hash); err != nil {
+	if err := e.st.DeleteSession(t.Context(), fleet.CredentialDigest(k.Hash)); err != nil {
 		t.Fatal(err)
 	}
 	e.bus.Publish(t.Context(), &bus.Message{Kind: bus.KindLogout, UserID: u.ID})
@@ -480,8 +492,13 @@ func TestAPIKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || *keys[0] != *k1 || *keys[1] != *k2 {
-		t.Fatalf("APIKeys = %+v, want first then second", keys)
+	// The keys are not stored: the list names each by its id.
+	for i, k := range []*fleet.Session{k1, k2} {
+		want := *k
+		want.Hash = KeyID(k.Hash)
+		if len(keys) != 2 || *keys[i] != want || keys[i].Hash == k.Hash || !ValidHash(keys[i].Hash) {
+			t.Fatalf("APIKeys = %+v, want first then second, each with its id", keys)
+		}
 	}
 	e.resolves(t, k1.Hash, ann.ID)
 
@@ -500,9 +517,17 @@ func TestAPIKeys(t *testing.T) {
 	e.refused(t, k1.Hash, 4)
 	wantCode(t, "DeleteAPIKey twice", e.svc.DeleteAPIKey(ctx, ann.ID, k1.Hash), 201)
 	keys, err = e.svc.APIKeys(ctx, ann.ID)
-	if err != nil || len(keys) != 1 || keys[0].Hash != k2.Hash {
+	if err != nil || len(keys) != 1 || keys[0].Hash != KeyID(k2.Hash) {
 		t.Fatalf("APIKeys after delete = %+v, %v", keys, err)
 	}
+	// The id the list shows deletes the key too, and only the owner's.
+	wantCode(t, "DeleteAPIKey by id, another user", e.svc.DeleteAPIKey(ctx, bob.ID, keys[0].Hash), 201)
+	e.resolves(t, k2.Hash, ann.ID)
+	if err := e.svc.DeleteAPIKey(ctx, ann.ID, keys[0].Hash); err != nil {
+		t.Fatalf("DeleteAPIKey by id: %v", err)
+	}
+	wantMessages(t, e.rec.take(), logoutOf(ann.ID, k2.Hash))
+	e.refused(t, k2.Hash, 4)
 }
 
 func TestCreateUser(t *testing.T) {
@@ -572,7 +597,7 @@ func TestCacheDisabled(t *testing.T) {
 	if _, _, err := svc.Resolve(t.Context(), s.Hash); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.DeleteSession(t.Context(), s.Hash); err != nil {
+	if err := e.st.DeleteSession(t.Context(), fleet.CredentialDigest(s.Hash)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := svc.Resolve(t.Context(), s.Hash)
@@ -590,7 +615,7 @@ func TestCacheLapses(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.resolves(t, k.Hash, u.ID)
-	if err := e.st.DeleteSession(t.Context(), k.Hash); err != nil {
+	if err := e.st.DeleteSession(t.Context(), fleet.CredentialDigest(k.Hash)); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(DefaultCacheTTL - time.Second)

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
+	"github.com/fleetwire/fleetwire/internal/auth"
 	"github.com/fleetwire/fleetwire/internal/fleet"
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 )
 
 // Realm is the basic-auth realm a 401 names.
@@ -131,7 +134,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(auth.WithClientAddr(r.Context(), r.RemoteAddr), 15*time.Second)
 	cred, err := b.authenticate(ctx, r)
 	cancel()
 	if err != nil {
@@ -141,10 +144,18 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusServiceUnavailable, e)
 			return
 		}
+		if s, ok := apierr.RetryAfterSeconds(err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(s))
+			httpError(w, http.StatusTooManyRequests, e)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+Realm+`", charset="UTF-8"`)
 		httpError(w, http.StatusUnauthorized, e)
 		return
 	}
+	// An authenticated connection no longer counts against its address's
+	// cap on unauthenticated connections.
+	netlimit.Authenticated(r.Context())
 
 	ws, err := b.upgrader.Upgrade(w, r, nil)
 	if err != nil {

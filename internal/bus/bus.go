@@ -33,7 +33,8 @@ const (
 	// KindLifecycle: a tracker was blocked, unblocked or deleted. TrackerID,
 	// SourceID, UserID and Lifecycle are set.
 	KindLifecycle
-	// KindLogout: sessions ended. UserID is set; Hashes lists the ended
+	// KindLogout: sessions ended. UserID is set; Hashes lists the digests
+	// (fleet.CredentialDigest) of the ended credentials, never the
 	// credentials, or is empty when every session of the user ended.
 	KindLogout
 	// KindTracker: a tracker was created or its metadata changed. Tracker is set.

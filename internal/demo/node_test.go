@@ -17,7 +17,7 @@ import (
 // TestNodeOverMQTT runs the demo node against fleetwire's embedded
 // broker: it reports its sensors and relay, and its relay obeys a command.
 func TestNodeOverMQTT(t *testing.T) {
-	b, err := broker.Start("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	b, err := broker.Start("127.0.0.1:0", broker.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,9 @@ func TestNodeOverMQTT(t *testing.T) {
 	dev := "node-test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	n := NewNode(NodeOptions{MQTTURL: b.URL(), DeviceID: dev, Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	// The node and the test sign in as fleetwire's internal client; the
+	// demo itself signs the node in with its device secret.
+	n := NewNode(NodeOptions{MQTTURL: b.InternalURL(), DeviceID: dev, Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -35,7 +37,7 @@ func TestNodeOverMQTT(t *testing.T) {
 	})
 
 	msgs := make(chan [2]string, 256)
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("node-test-client"))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.InternalURL()).SetClientID("node-test-client"))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}

@@ -543,8 +543,9 @@ func (c *Client) takeLifecycle(m *bus.Message, msg []byte) {
 	}
 }
 
-// onLogout ends the client if one of hashes is its credential (every
-// session of the user when hashes is empty). m is the logout message, or
+// onLogout ends the client if one of hashes is the digest
+// (fleet.CredentialDigest) of its credential (every session of the user
+// when hashes is empty). m is the logout message, or
 // nil when the hub found the session ended.
 func (c *Client) onLogout(m *bus.Message, hashes []string) {
 	c.mu.Lock()
@@ -561,8 +562,9 @@ func (c *Client) onLogout(m *bus.Message, hashes []string) {
 // takeLogout handles a logout for the client. Callers hold c.mu.
 func (c *Client) takeLogout(m *bus.Message, hashes []string) {
 	ended := len(hashes) == 0
-	for _, h := range hashes {
-		if slices.Contains(c.hashes, h) {
+	// A logout names credentials by their digests.
+	for _, h := range c.hashes {
+		if slices.Contains(hashes, fleet.CredentialDigest(h)) {
 			ended = true
 			break
 		}

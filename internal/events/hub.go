@@ -584,7 +584,7 @@ func (h *Hub) checkSessions(ctx context.Context) {
 				continue
 			}
 			if errors.Is(err, apierr.SessionNotFound) {
-				c.onLogout(nil, []string{hash})
+				c.onLogout(nil, []string{fleet.CredentialDigest(hash)})
 				break
 			}
 		}

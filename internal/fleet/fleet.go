@@ -79,7 +79,7 @@ const (
 // Session is a credential accepted as the API's "hash" parameter: either a
 // session created by user/auth or an API key.
 type Session struct {
-	Hash      string // 32 lower-case hex characters
+	Hash      string // 32 lower-case hex characters; the store keeps CredentialDigest(Hash)
 	UserID    int64
 	Kind      SessionKind
 	Title     string // API keys only

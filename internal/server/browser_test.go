@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,10 +104,13 @@ func TestBridgeConsoleInChromium(t *testing.T) {
 		c.BridgeNames = map[string]string{demo.BridgeName: node}
 	})
 	uid := h.createUser("clown", "bigclown", "UTC")
-	h.admin("POST", "/admin/trackers", map[string]any{"user_id": uid, "label": "IoT node", "device_id": node, "model": fleet.NodeModel})
+	m := h.admin("POST", "/admin/trackers", map[string]any{"user_id": uid, "label": "IoT node", "device_id": node, "model": fleet.NodeModel})
+	// The node signs in to the embedded broker as its device.
+	nodeURL, _ := url.Parse(h.srv.MQTTURL())
+	nodeURL.User = url.UserPassword(node, h.deviceSecret(findID(m), ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	n := demo.NewNode(demo.NodeOptions{MQTTURL: h.srv.MQTTURL(), DeviceID: node, Interval: 300 * time.Millisecond,
+	n := demo.NewNode(demo.NodeOptions{MQTTURL: nodeURL.String(), DeviceID: node, Interval: 300 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

@@ -25,11 +25,11 @@ func TestCommandsNeedAConnectedDevice(t *testing.T) {
 		c.State.OfflineAfter = 1500 * time.Millisecond
 		c.State.TickEvery = 20 * time.Millisecond
 	})
-	uid := h.createUser("cmd-user", "pw-cmd", "UTC")
-	other := h.createUser("cmd-other", "pw-other", "UTC")
+	uid := h.createUser("cmd-user", "pw-cmd-secret", "UTC")
+	other := h.createUser("cmd-other", "pw-other-secret", "UTC")
 	tr := h.createTracker(uid, "Truck", "cmd-dev")
 	foreign := h.createTracker(other, "Other", "cmd-foreign")
-	hash := h.login("cmd-user", "pw-cmd")
+	hash := h.login("cmd-user", "pw-cmd-secret")
 
 	commands := map[string]map[string]any{
 		"/v2/tracker/output/set":       {"output": 1, "enable": true},

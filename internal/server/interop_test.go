@@ -234,7 +234,7 @@ func TestAtmosphereJSFallback(t *testing.T) {
 func TestAtmosphereJS5Client(t *testing.T) {
 	dir := nodeDir(t, "interop")
 	h := startServer(t, func(c *Config) { c.Heartbeat = 400 * time.Millisecond })
-	uid := h.createUser("v5-user", "v5-pass", "UTC")
+	uid := h.createUser("v5-user", "v5-password", "UTC")
 	for _, transport := range []string{"websocket", "long-polling", "streaming", "sse"} {
 		t.Run(transport, func(t *testing.T) {
 			dev := "v5-" + transport
@@ -243,7 +243,7 @@ func TestAtmosphereJS5Client(t *testing.T) {
 				"FLEETWIRE_URL="+h.base,
 				"FLEETWIRE_OSMAND_URL="+h.osmand,
 				"FLEETWIRE_LOGIN=v5-user",
-				"FLEETWIRE_PASSWORD=v5-pass",
+				"FLEETWIRE_PASSWORD=v5-password",
 				"FLEETWIRE_TRACKER="+strconv.FormatInt(tr.id, 10),
 				"FLEETWIRE_DEVICE="+dev,
 				"TRANSPORT="+transport,

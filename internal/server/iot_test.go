@@ -36,10 +36,13 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// device is an MQTT client playing a tracker.
-func mqttDevice(t *testing.T, url string) paho.Client {
+// mqttDevice is an MQTT client playing a tracker: it signs in with the
+// device id and secret (the machine's Mosquitto admits anyone; the
+// embedded broker checks them).
+func mqttDevice(t *testing.T, url, deviceID, secret string) paho.Client {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(url).SetClientID("test-device-" + randomSuffix()).SetConnectTimeout(5 * time.Second)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("test-device-" + randomSuffix()).SetConnectTimeout(5 * time.Second).
+		SetUsername(deviceID).SetPassword(secret)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect to %s: %v", url, tok.Error())
@@ -70,12 +73,12 @@ func TestMQTTDevicesEndToEnd(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("MQTT ingest did not subscribe")
 			}
-			uid := h.createUser("mqtt-"+name, "pw-mqtt", "UTC")
-			h.createUser("mqtt-other-"+name, "pw-other", "UTC")
+			uid := h.createUser("mqtt-"+name, "pw-mqtt-secret", "UTC")
+			h.createUser("mqtt-other-"+name, "pw-other-secret", "UTC")
 			dev := "iot-" + randomSuffix()
 			tr := h.createTracker(uid, "Tank truck", dev)
-			hash := h.login("mqtt-"+name, "pw-mqtt")
-			otherHash := h.login("mqtt-other-"+name, "pw-other")
+			hash := h.login("mqtt-"+name, "pw-mqtt-secret")
+			otherHash := h.login("mqtt-other-"+name, "pw-other-secret")
 
 			c := h.dialEvents(nil)
 			c.send(subscribeMsg(hash,
@@ -84,7 +87,7 @@ func TestMQTTDevicesEndToEnd(t *testing.T) {
 			))
 			c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" })
 
-			device := mqttDevice(t, h.srv.MQTTURL())
+			device := mqttDevice(t, h.srv.MQTTURL(), dev, h.deviceSecret(tr.id, ""))
 			publish(t, device, "fleetwire/"+dev+"/position", `{"lat":48.1,"lon":11.5,"speed":42,"heading":90,"sat":9}`)
 			c.await(wait, "state from MQTT position", func(m map[string]any) bool {
 				if !isEvent("state")(m) {
@@ -155,10 +158,10 @@ func TestMQTTDevicesEndToEnd(t *testing.T) {
 // its tracker.
 func TestNGPIngest(t *testing.T) {
 	h := startServer(t, func(c *Config) { c.NGPListen = "127.0.0.1:0" })
-	uid := h.createUser("ngp-user", "pw-ngp", "UTC")
+	uid := h.createUser("ngp-user", "pw-ngp-secret", "UTC")
 	dev := "ngp-" + randomSuffix()
 	tr := h.createTracker(uid, "Generic", dev)
-	hash := h.login("ngp-user", "pw-ngp")
+	hash := h.login("ngp-user", "pw-ngp-secret")
 	c := h.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
 	c.await(wait, "initial state", isEvent("state"))

@@ -32,13 +32,13 @@ func benchMQTTToWebSocket(b *testing.B, setup func(*Config)) {
 	h := startServer(b, setup)
 	<-h.srv.mqttSub.Ready()
 	suffix := randomSuffix()
-	uid := h.createUser("bench-mqtt", "pw-bench", "UTC")
+	uid := h.createUser("bench-mqtt", "pw-bench-secret", "UTC")
 	const devices = 100
 	ids := make([]int64, devices)
 	for i := range ids {
 		ids[i] = h.createTracker(uid, "bench", fmt.Sprintf("mqtt-bench-%s-%03d", suffix, i)).id
 	}
-	hash := h.login("bench-mqtt", "pw-bench")
+	hash := h.login("bench-mqtt", "pw-bench-secret")
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+h.base[len("http"):]+"/v2/event/subscription?X-Atmosphere-tracking-id=0&X-Atmosphere-Transport=websocket", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -82,7 +82,13 @@ func benchMQTTToWebSocket(b *testing.B, setup func(*Config)) {
 		}
 	}()
 
-	dev := paho.NewClient(paho.NewClientOptions().AddBroker(h.srv.MQTTURL()).SetClientID("bench-pub-" + suffix))
+	// One publisher plays a gateway for all 100 devices: on the embedded
+	// broker only fleetwire's internal client may do that.
+	url := h.srv.MQTTURL()
+	if h.srv.broker != nil {
+		url = h.srv.broker.InternalURL()
+	}
+	dev := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("bench-pub-" + suffix))
 	if tok := dev.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}

@@ -99,9 +99,9 @@ func TestReconnectExactlyOnce(t *testing.T) {
 		c.Events.SoftQueue = 1 << 20
 		c.Events.Outbox = outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}
 	})
-	uid := h.createUser("rio", "pw-rio", "UTC")
+	uid := h.createUser("rio", "pw-rio-secret", "UTC")
 	tr := h.createTracker(uid, "Courier", "dev-rio")
-	hash := h.login("rio", "pw-rio")
+	hash := h.login("rio", "pw-rio-secret")
 	proxy := newCutProxy(t, strings.TrimPrefix(h.base, "http://"))
 
 	var (

@@ -22,9 +22,9 @@ func (c *wsClient) awaitError(what string, code int) map[string]any {
 // are error 7, over the WebSocket; the connection carries on.
 func TestSubscribeRequestErrors(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("req-user", "pw-req", "UTC")
+	uid := h.createUser("req-user", "pw-req-secret", "UTC")
 	tr := h.createTracker(uid, "Van", "req-dev")
-	hash := h.login("req-user", "pw-req")
+	hash := h.login("req-user", "pw-req-secret")
 	c := h.dialEvents(nil)
 	for _, bad := range []struct {
 		what string
@@ -54,9 +54,9 @@ func TestSubscribeRequestErrors(t *testing.T) {
 // sensor_type with 7.
 func TestReadingsSensorTypeREST(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("rs-user", "pw-rs", "UTC")
+	uid := h.createUser("rs-user", "pw-rs-secret", "UTC")
 	tr := h.createTracker(uid, "Van", "rs-dev")
-	hash := h.login("rs-user", "pw-rs")
+	hash := h.login("rs-user", "pw-rs-secret")
 	for _, c := range []struct {
 		path   string
 		params map[string]any
@@ -90,12 +90,12 @@ func TestReadingsSensorTypeREST(t *testing.T) {
 // number is a rate_limit in seconds.
 func TestInitialReadingsBatch(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("rb-user", "pw-rb", "UTC")
+	uid := h.createUser("rb-user", "pw-rb-secret", "UTC")
 	withReadings := h.createTracker(uid, "Tanker", "rb-fuel")
 	quiet := h.createTracker(uid, "Quiet", "rb-quiet")
 	blocked := h.createTracker(uid, "Blocked", "rb-blocked")
 	h.admin("POST", "/admin/trackers/"+itoa(blocked.id)+"/block", nil)
-	hash := h.login("rb-user", "pw-rb")
+	hash := h.login("rb-user", "pw-rb-secret")
 	resp, err := http.Get(h.osmand + "/?id=rb-fuel&lat=52.5&lon=13.4&fuel_level=41.5")
 	if err != nil {
 		t.Fatal(err)
@@ -148,9 +148,9 @@ func keysOf(m map[string]any) []string {
 // in REST and events; a satellite fix after it is not.
 func TestGSMLBS(t *testing.T) {
 	h := startServer(t, func(c *Config) { c.NGPListen = "127.0.0.1:0" })
-	uid := h.createUser("lbs-user", "pw-lbs", "UTC")
+	uid := h.createUser("lbs-user", "pw-lbs-secret", "UTC")
 	tr := h.createTracker(uid, "Phone", "lbs-dev")
-	hash := h.login("lbs-user", "pw-lbs")
+	hash := h.login("lbs-user", "pw-lbs-secret")
 	c := h.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
 	c.await(wait, "initial state", isEvent("state"))

@@ -74,8 +74,8 @@ func TestTwoNodes(t *testing.T) {
 	a := startServer(t, cluster)
 	nodeB := startServer(t, cluster)
 
-	uid := a.createUser("ada", "pw-ada", "UTC")
-	hash := nodeB.login("ada", "pw-ada") // the store is shared
+	uid := a.createUser("ada", "pw-ada-secret", "UTC")
+	hash := nodeB.login("ada", "pw-ada-secret") // the store is shared
 	c := nodeB.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "100ms"}))
 	c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" })

@@ -30,6 +30,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/ingest/osmand"
 	"github.com/fleetwire/fleetwire/internal/ingest/trackers"
 	"github.com/fleetwire/fleetwire/internal/metrics"
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 	"github.com/fleetwire/fleetwire/internal/state"
 	"github.com/fleetwire/fleetwire/internal/store"
 	storeopen "github.com/fleetwire/fleetwire/internal/store/open"
@@ -45,7 +46,8 @@ type Config struct {
 	// OsmandListen is the address of the OsmAnd/Traccar Client ingest
 	// listener; empty disables it.
 	OsmandListen string
-	// DataDir holds the SQLite file when Store is empty.
+	// DataDir holds the SQLite file when Store is empty; it is made (or
+	// tightened to) 0700, the file 0600.
 	DataDir string
 	// Store is a store DSN ("postgres://..." or a SQLite path); empty means
 	// DataDir/fleetwire.db.
@@ -85,6 +87,23 @@ type Config struct {
 	// clients are asked in the handshake to send a heartbeat every third
 	// of it, unless ClientHeartbeat is at most half of it.
 	IdleTimeout time.Duration
+	// BodyTimeout bounds how long a request body may take to arrive on
+	// every HTTP listener, counted from the start of the request (default
+	// DefaultBodyTimeout; negative: no bound).
+	BodyTimeout time.Duration
+	// KeepAliveTimeout closes HTTP keep-alive connections idle this long
+	// between requests (default DefaultKeepAliveTimeout; negative: never).
+	KeepAliveTimeout time.Duration
+	// MaxUnauthConns caps the connections one source address may hold open
+	// on each HTTP listener before a handler has authenticated them;
+	// connections over it are answered 429 and closed (default
+	// DefaultMaxUnauthConns; negative: no cap). See package netlimit.
+	MaxUnauthConns int
+	// LoginLimit and AddressLimit are the budgets of failed sign-ins per
+	// login and per source address, PasswordWorkers the password checks
+	// run at once (zero values take auth's defaults; see auth.Options).
+	LoginLimit, AddressLimit auth.Limit
+	PasswordWorkers          int
 	// State tunes the live state registry (status timers, persistence).
 	State state.Options
 	// Events tunes the event hub (queue bounds, slow clients).
@@ -137,6 +156,13 @@ type Config struct {
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// Defaults of the listener limits in Config.
+const (
+	DefaultBodyTimeout      = 30 * time.Second
+	DefaultKeepAliveTimeout = 60 * time.Second
+	DefaultMaxUnauthConns   = 64
+)
 
 // Server is a running fleetwire.
 type Server struct {
@@ -201,8 +227,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if dir == "" {
 			dir = "data"
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		// The data directory is the owner's alone, created so or tightened.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("restrict data dir: %w", err)
 		}
 		dsn = filepath.Join(dir, "fleetwire.db")
 	}
@@ -232,7 +262,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("open bus: %w", err)
 		}
 	}
-	s.Auth = auth.New(st, s.Bus, auth.Options{})
+	s.Auth = auth.New(st, s.Bus, auth.Options{
+		LoginLimit:      cfg.LoginLimit,
+		AddressLimit:    cfg.AddressLimit,
+		PasswordWorkers: cfg.PasswordWorkers,
+		Logger:          cfg.Logger,
+	})
 	s.State = state.New(st, s.Bus, cfg.State)
 	if err := s.State.Load(ctx); err != nil {
 		st.Close()
@@ -309,7 +344,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if mqttURL == "" && cfg.MQTTListen != "" {
 		// The embedded broker is a convenience: when its port is taken
 		// (often by a real broker) fleetwire runs without MQTT and says so.
-		if b, err := broker.Start(cfg.MQTTListen, cfg.Logger); err != nil {
+		if b, err := broker.Start(cfg.MQTTListen, broker.Options{Devices: s.Auth, Logger: cfg.Logger}); err != nil {
 			cfg.Logger.Warn("embedded MQTT broker not started; MQTT ingest, topic bridge and commands are off (use --mqtt-url for an external broker)", "listen", cfg.MQTTListen, "err", err)
 		} else {
 			s.broker = b
@@ -323,47 +358,42 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		apiOpts.History = s.History
 	}
 	if mqttURL != "" {
+		// fleetwire's own clients sign in to the embedded broker with this
+		// run's internal credential; an external broker's come in its URL.
 		mo := mqtt.Options{URL: mqttURL, Logger: cfg.Logger}
+		clientURL := mqttURL
+		if s.broker != nil {
+			mo.Username, mo.Password = s.broker.InternalCredentials()
+			clientURL = s.broker.InternalURL()
+		}
 		if s.cluster != nil {
 			// The nodes sharing a broker share its telemetry: each message
 			// is ingested by one of them.
 			mo.ShareGroup = "fleetwire-" + s.cluster.Prefix()
 		}
 		s.mqttSub = mqtt.New(ingest, mo)
-		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: mqttURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
-		s.commands = commands.New(mqttURL, cfg.Logger)
+		s.bridge = bridge.New(bridge.Options{Auth: s.Auth, Devices: s.State, MQTTURL: clientURL, Names: cfg.BridgeNames, Logger: cfg.Logger})
+		s.commands = commands.New(clientURL, cfg.Logger)
 		apiOpts.Commander = s.commands
 	}
 	restAPI := api.New(s.Auth, s.State, apiOpts)
-	s.http = &http.Server{
-		Handler:           s.routes(restAPI.Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	s.http = s.httpServer(s.routes(restAPI.Handler()))
+	if s.ln, err = s.listen(cfg.Listen); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.OsmandListen != "" {
-		s.osmand = &http.Server{
-			Handler:           osmand.NewHandler(ingest, cfg.Logger),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		}
-		if s.osmandLn, err = net.Listen("tcp", cfg.OsmandListen); err != nil {
+		s.osmand = s.httpServer(osmand.NewHandler(ingest, cfg.Logger))
+		if s.osmandLn, err = s.listen(cfg.OsmandListen); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen osmand %s: %w", cfg.OsmandListen, err)
 		}
 	}
 	if cfg.NGPListen != "" {
-		s.ngp = &http.Server{
-			Handler:           ngp.NewHandler(ingest, cfg.Logger),
-			Protocols:         ngp.Protocols(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-		}
-		if s.ngpLn, err = net.Listen("tcp", cfg.NGPListen); err != nil {
+		s.ngp = s.httpServer(ngp.NewHandler(ingest, cfg.Logger))
+		s.ngp.Protocols = ngp.Protocols()
+		if s.ngpLn, err = s.listen(cfg.NGPListen); err != nil {
 			s.closeListeners()
 			st.Close()
 			return nil, fmt.Errorf("listen ngp %s: %w", cfg.NGPListen, err)
@@ -396,6 +426,40 @@ func (s *Server) closeBackends() {
 		s.Bus.Close()
 	}
 	s.Store.Close()
+}
+
+// httpServer returns an http.Server for h with the listener limits of the
+// configuration: header and body deadlines, keep-alive timeout and the
+// connection context netlimit.Authenticated needs.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           netlimit.BodyTimeout(h, orDefault(s.cfg.BodyTimeout, DefaultBodyTimeout)),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       orDefault(s.cfg.KeepAliveTimeout, DefaultKeepAliveTimeout),
+		ConnContext:       netlimit.ConnContext,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// listen binds addr with the per-address cap on unauthenticated
+// connections.
+func (s *Server) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return netlimit.Listen(ln, orDefault(s.cfg.MaxUnauthConns, DefaultMaxUnauthConns)), nil
+}
+
+// orDefault returns def for zero, zero for negative (off) and v otherwise.
+func orDefault[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 func (s *Server) closeListeners() {

@@ -126,10 +126,10 @@ func TestEventsEndToEnd(t *testing.T) {
 // closes the subscription.
 func TestLifecycleAndLogout(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("carol", "pw-carol", "UTC")
+	uid := h.createUser("carol", "pw-carol-secret", "UTC")
 	tr := h.createTracker(uid, "Truck", "dev-t")
 	h.fix("dev-t", 10, 20, 0)
-	hash := h.login("carol", "pw-carol")
+	hash := h.login("carol", "pw-carol-secret")
 	c := h.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
 	c.await(wait, "initial state", isEvent("state"))
@@ -178,13 +178,13 @@ func TestLifecycleAndLogout(t *testing.T) {
 // TestPasswordChangeEndsSubscriptions: a password change is a logout too.
 func TestPasswordChangeEndsSubscriptions(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("dave", "pw-dave-1", "UTC")
+	uid := h.createUser("dave", "pw-dave-1-secret", "UTC")
 	tr := h.createTracker(uid, "Car", "dev-d")
-	hash := h.login("dave", "pw-dave-1")
+	hash := h.login("dave", "pw-dave-1-secret")
 	c := h.dialEvents(nil)
 	c.send(subscribeMsg(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "selected", "tracker_ids": []int64{tr.id}}}))
 	c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" })
-	h.admin("POST", "/admin/users/"+itoa(uid)+"/password", map[string]any{"password": "pw-dave-2"})
+	h.admin("POST", "/admin/users/"+itoa(uid)+"/password", map[string]any{"password": "pw-dave-2-secret"})
 	c.await(wait, "logout", isEvent("logout"))
 }
 
@@ -192,9 +192,9 @@ func TestPasswordChangeEndsSubscriptions(t *testing.T) {
 // and the connection carries on.
 func TestWebSocketErrors(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("erin", "pw-erin", "UTC")
+	uid := h.createUser("erin", "pw-erin-secret", "UTC")
 	tr := h.createTracker(uid, "Bike", "dev-e")
-	hash := h.login("erin", "pw-erin")
+	hash := h.login("erin", "pw-erin-secret")
 	c := h.dialEvents(nil)
 	cases := []struct {
 		name string
@@ -254,7 +254,7 @@ func TestHeartbeatAndFraming(t *testing.T) {
 func TestShutdownAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	h := startServerIn(t, dir, nil)
-	uid := h.createUser("frank", "pw-frank", "UTC")
+	uid := h.createUser("frank", "pw-frank-secret", "UTC")
 	tr := h.createTracker(uid, "Boat", "dev-f")
 	h.fix("dev-f", 44.4, 8.9, 0)
 	c := h.dialEvents(nil)
@@ -277,7 +277,7 @@ func TestShutdownAndRestart(t *testing.T) {
 	}
 
 	h2 := startServerIn(t, dir, nil)
-	hash := h2.login("frank", "pw-frank")
+	hash := h2.login("frank", "pw-frank-secret")
 	code, m := h2.call("POST", "/v2/tracker/get_state", map[string]any{"hash": hash, "tracker_id": tr.id}, nil)
 	if code != 200 {
 		t.Fatalf("get_state after restart: %d %v", code, m)
@@ -291,7 +291,7 @@ func TestShutdownAndRestart(t *testing.T) {
 // TestOperationsEndpoints: health, readiness and metrics answer.
 func TestOperationsEndpoints(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("gina", "pw-gina", "UTC")
+	uid := h.createUser("gina", "pw-gina-secret", "UTC")
 	h.createTracker(uid, "Tractor", "dev-g")
 	h.fix("dev-g", 1, 2, 0)
 	resp, err := http.Get(h.osmand + "/?id=nobody&lat=1&lon=2")
@@ -371,9 +371,9 @@ func TestIdleTimeoutAnnounced(t *testing.T) {
 // the path without /v2 too.
 func TestPlainWebSocketClient(t *testing.T) {
 	h := startServer(t, nil)
-	uid := h.createUser("plain", "pw-plain", "UTC")
+	uid := h.createUser("plain", "pw-plain-secret", "UTC")
 	tr := h.createTracker(uid, "Plain", "dev-plain")
-	hash := h.login("plain", "pw-plain")
+	hash := h.login("plain", "pw-plain-secret")
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(h.base, "http")+"/event/subscription", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,13 @@ type Store interface {
 	SetTrackerBlocked(ctx context.Context, id int64, blocked bool) error
 	// DeleteTracker marks a tracker deleted (corrupted); its device id is freed.
 	DeleteTracker(ctx context.Context, id int64) error
+	// SetDeviceSecret stores the digest of a tracker's MQTT device secret
+	// ("" removes it); a deleted or unknown tracker is ErrNotFound.
+	SetDeviceSecret(ctx context.Context, trackerID int64, digest string) error
+	// DeviceSecret returns the digest of the MQTT device secret of the
+	// tracker, not deleted, with deviceID; ErrNotFound when there is no
+	// such tracker or it has no secret.
+	DeviceSecret(ctx context.Context, deviceID string) (string, error)
 
 	// SaveStates upserts the last known state of each tracker in states,
 	// all or none. A state never replaces a stored one with a higher Seq.

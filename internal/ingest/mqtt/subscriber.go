@@ -58,6 +58,8 @@ type Subscriber struct {
 	once    sync.Once
 	running atomic.Bool
 	ctx     context.Context
+	// brokerName is the broker URL as logged, without a password.
+	brokerName string
 }
 
 // New returns a subscriber applying what it reads to reg. It does nothing
@@ -70,12 +72,14 @@ func New(reg Applier, opts Options) *Subscriber {
 		opts.Logger = slog.Default()
 	}
 	return &Subscriber{
-		reg:   reg,
-		opts:  opts,
-		log:   opts.Logger.With("component", "mqtt-ingest"),
-		now:   time.Now,
-		ready: make(chan struct{}),
-		ctx:   context.Background(),
+		reg:  reg,
+		opts: opts,
+		log:  opts.Logger.With("component", "mqtt-ingest"),
+		// A password in the URL stays out of the logs.
+		brokerName: redactedURL(opts.URL),
+		now:        time.Now,
+		ready:      make(chan struct{}),
+		ctx:        context.Background(),
 	}
 }
 
@@ -135,22 +139,22 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		SetDefaultPublishHandler(s.handle).
 		SetOnConnectHandler(s.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			s.log.Warn("connection lost, reconnecting", "broker", s.opts.URL, "err", err)
+			s.log.Warn("connection lost, reconnecting", "broker", s.brokerName, "err", err)
 		}).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
-			s.log.Debug("reconnecting", "broker", s.opts.URL)
+			s.log.Debug("reconnecting", "broker", s.brokerName)
 		})
 	c := paho.NewClient(co)
-	s.log.Info("connecting", "broker", s.opts.URL, "client_id", id)
+	s.log.Info("connecting", "broker", s.brokerName, "client_id", id)
 	c.Connect() // with ConnectRetry the token completes only once connected
 	<-ctx.Done()
 	c.Disconnect(250)
-	s.log.Info("disconnected", "broker", s.opts.URL)
+	s.log.Info("disconnected", "broker", s.brokerName)
 	return nil
 }
 
 func (s *Subscriber) onConnect(c paho.Client) {
-	s.log.Info("connected", "broker", s.opts.URL)
+	s.log.Info("connected", "broker", s.brokerName)
 	filters := make(map[string]byte, len(subscriptions))
 	for _, f := range s.filters() {
 		filters[f] = 1
@@ -161,7 +165,7 @@ func (s *Subscriber) onConnect(c paho.Client) {
 		if err == nil {
 			err = errors.New("no answer from broker")
 		}
-		s.log.Error("subscribe failed", "broker", s.opts.URL, "err", err)
+		s.log.Error("subscribe failed", "broker", s.brokerName, "err", err)
 		return
 	}
 	ok := true
@@ -333,6 +337,15 @@ func checkURL(raw string) error {
 		return fmt.Errorf("mqtt: broker URL %q has no host", raw)
 	}
 	return nil
+}
+
+// redactedURL is raw with any password replaced by "xxxxx".
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Redacted()
 }
 
 func randomClientID() string {

@@ -153,12 +153,14 @@ func brokers(t *testing.T) map[string]string {
 	if ext != "off" {
 		out["mosquitto"] = ext
 	}
-	b, err := broker.Start("127.0.0.1:0", quietLog())
+	b, err := broker.Start("127.0.0.1:0", broker.Options{Logger: quietLog()})
 	if err != nil {
 		t.Fatalf("embedded broker: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	out["embedded"] = "tcp://" + b.Addr()
+	// The subscriber and the test's publisher both sign in as fleetwire's
+	// internal client; the device rules are the broker package's tests.
+	out["embedded"] = b.InternalURL()
 	return out
 }
 
@@ -344,22 +346,23 @@ func TestNGPOverMQTT(t *testing.T) {
 }
 
 func TestResubscribeAfterBrokerRestart(t *testing.T) {
-	b, err := broker.Start("127.0.0.1:0", quietLog())
+	opts := broker.Options{InternalPassword: "restart-test-password", Logger: quietLog()}
+	b, err := broker.Start("127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := b.Addr()
+	addr, url := b.Addr(), b.InternalURL()
 	f := newFixture(t)
 	dev := "re" + suffix(t)
 	tr := f.tracker(dev)
-	f.run("tcp://" + addr)
+	f.run(url)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh broker knows nothing of the old subscriptions.
 	var b2 *broker.Broker
 	for i := 0; ; i++ {
-		if b2, err = broker.Start(addr, quietLog()); err == nil {
+		if b2, err = broker.Start(addr, opts); err == nil {
 			break
 		}
 		if i == 50 {
@@ -368,7 +371,7 @@ func TestResubscribeAfterBrokerRestart(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Cleanup(func() { _ = b2.Close() })
-	pub := publisher(t, "tcp://"+addr)
+	pub := publisher(t, url)
 	// Publish until the subscriber is back: QoS 1 is not retained for a
 	// subscriber that has not subscribed yet.
 	deadline := time.Now().Add(30 * time.Second)

@@ -129,6 +129,11 @@ CREATE TABLE position_blocks (
 	PRIMARY KEY (tracker_id, start)
 );
 `,
+	// 5: the digest of each tracker's MQTT device secret.
+	`ALTER TABLE trackers ADD COLUMN device_secret text NOT NULL DEFAULT '';`,
+	// 6: sessions and API keys are kept as the SHA-256 digests of their
+	// hashes (fleet.CredentialDigest), never the hashes themselves.
+	`UPDATE sessions SET hash = encode(sha256(convert_to(hash, 'UTF8')), 'hex');`,
 }
 
 // migrationLock is the advisory lock key held while migrating, so servers

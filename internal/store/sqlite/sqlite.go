@@ -6,8 +6,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/store"
 	"github.com/fleetwire/fleetwire/internal/store/sqlstore"
 )
@@ -129,6 +132,28 @@ CREATE TABLE position_blocks (
 	PRIMARY KEY (tracker_id, start)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 5: the digest of each tracker's MQTT device secret.
+	`ALTER TABLE trackers ADD COLUMN device_secret TEXT NOT NULL DEFAULT '';`,
+	// 6: sessions and API keys are kept as the SHA-256 digests of their
+	// hashes (fleet.CredentialDigest), never the hashes themselves.
+	`UPDATE sessions SET hash = ` + sha256Func + `(hash);`,
+}
+
+// sha256Func is the SQL function the migrations use for
+// fleet.CredentialDigest; SQLite has none of its own.
+const sha256Func = "fleetwire_sha256_hex"
+
+func init() {
+	err := sqlite.RegisterDeterministicScalarFunction(sha256Func, 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		s, ok := args[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument is %T, want text", sha256Func, args[0])
+		}
+		return fleet.CredentialDigest(s), nil
+	})
+	if err != nil {
+		panic(fmt.Sprintf("register %s: %v", sha256Func, err))
+	}
 }
 
 // firstSourceID is the source id of the first tracker; later trackers count
@@ -155,6 +180,8 @@ const busyTimeout = 10 * time.Second
 
 // Open opens (creating if needed) the database file at path and brings its
 // schema up to date. path ":memory:" opens a private in-memory database.
+// The file and its WAL companions are readable by their owner only (0600):
+// a new file is created so, an existing one is tightened.
 func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	return open(ctx, path, dialect)
 }
@@ -164,6 +191,11 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 func open(ctx context.Context, path string, d *sqlstore.Dialect) (*sqlstore.Store, error) {
 	if path == "" {
 		return nil, errors.New("open sqlite: empty path")
+	}
+	if path != ":memory:" {
+		if err := ownerOnly(path); err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
 	}
 	writer, reader := dsns(path)
 	w, err := sql.Open("sqlite", writer)
@@ -189,6 +221,26 @@ func open(ctx context.Context, path string, d *sqlstore.Dialect) (*sqlstore.Stor
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// fileMode is the mode of the database file; SQLite gives its -wal and
+// -shm files the mode of the database file.
+const fileMode = 0o600
+
+// ownerOnly creates the database file at path with fileMode, or sets that
+// mode on it and on the WAL files it already has.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, fileMode); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restrict database file: %w", err)
+		}
+	}
+	return nil
 }
 
 // dsns returns the driver's names for the writer and the readers of the

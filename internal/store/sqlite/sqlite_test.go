@@ -193,3 +193,38 @@ func BenchmarkAppendPoints(b *testing.B) { storetest.BenchAppendPoints(b, openBe
 
 // BenchmarkDayTrack reads back a day's track of one tracker.
 func BenchmarkDayTrack(b *testing.B) { storetest.BenchDayTrack(b, openBench(b)) }
+
+// TestFileMode: a new database file and its WAL files are the owner's
+// alone (0600), and an existing file readable by others is tightened.
+func TestFileMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.db")
+	st, err := Open(t.Context(), fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateUser(t.Context(), &fleet.User{Login: "u", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fresh, fresh + "-wal", fresh + "-shm"} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", filepath.Base(p), fi.Mode().Perm(), err)
+		}
+	}
+	st.Close()
+
+	loose := filepath.Join(dir, "loose.db")
+	if err := os.WriteFile(loose, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(loose, 0o644) // whatever the umask
+	st, err = Open(t.Context(), loose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if fi, err := os.Stat(loose); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("existing 0644 file after Open: %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}

@@ -70,3 +70,22 @@ func (s *Store) DeleteTracker(ctx context.Context, id int64) error {
 	res, err := s.w.ExecContext(ctx, s.q(`UPDATE trackers SET deleted = TRUE WHERE id = ?`), id)
 	return s.requireRow(fmt.Sprintf("delete tracker %d", id), res, err)
 }
+
+// SetDeviceSecret stores the digest of a tracker's MQTT device secret; a
+// deleted or unknown tracker is store.ErrNotFound.
+func (s *Store) SetDeviceSecret(ctx context.Context, trackerID int64, digest string) error {
+	res, err := s.w.ExecContext(ctx, s.q(`UPDATE trackers SET device_secret = ? WHERE id = ? AND deleted = FALSE`), digest, trackerID)
+	return s.requireRow(fmt.Sprintf("set device secret of tracker %d", trackerID), res, err)
+}
+
+// DeviceSecret returns the secret digest of the live tracker with
+// deviceID; store.ErrNotFound when there is none or it has no secret.
+func (s *Store) DeviceSecret(ctx context.Context, deviceID string) (string, error) {
+	var d string
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT device_secret FROM trackers
+		WHERE device_id = ? AND deleted = FALSE AND device_secret <> ''`), deviceID).Scan(&d)
+	if err != nil {
+		return "", s.err(fmt.Sprintf("device secret of %q", deviceID), err)
+	}
+	return d, nil
+}

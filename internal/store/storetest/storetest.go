@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) (store.Store, error)) {
 		{"States", testStates},
 		{"StateSeq", testStateSeq},
 		{"ManyStates", testManyStates},
+		{"DeviceSecrets", testDeviceSecrets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -755,7 +756,8 @@ func testManyStates(t *testing.T, st store.Store) {
 // and execV1 runs one statement on it directly (the query with ?
 // placeholders in d's style), to write rows as version 1 holds them: a
 // user, a tracker, and a state document with no Seq. The state comes back
-// with Seq 0, and any state replaces it; the user takes a profile.
+// with Seq 0, and any state replaces it; the user takes a profile; a
+// session and an API key are turned into their digests.
 func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect) (store.Store, error), execV1 func(t *testing.T, query string, args ...any)) {
 	openAt := func(t *testing.T, version int) store.Store {
 		t.Helper()
@@ -785,6 +787,15 @@ func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect
 		t.Fatal(err)
 	}
 	execV1(t, d.Query(`INSERT INTO states (tracker_id, state) VALUES (?, ?)`), tr.ID, string(doc))
+	// Version 1 keeps credentials as the hashes clients hold.
+	creds := []*fleet.Session{
+		{Hash: "0123456789abcdef0123456789abcdef", UserID: u.ID, Kind: fleet.KindSession, CreatedAt: micro(ts), ExpiresAt: micro(ts.Add(time.Hour))},
+		{Hash: "fedcba9876543210fedcba9876543210", UserID: u.ID, Kind: fleet.KindAPIKey, Title: "key", CreatedAt: micro(ts)},
+	}
+	for _, x := range creds {
+		execV1(t, d.Query(`INSERT INTO sessions (hash, user_id, kind, title, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
+			x.Hash, x.UserID, string(x.Kind), x.Title, d.EncodeTime(x.CreatedAt), d.EncodeTime(x.ExpiresAt))
+	}
 
 	st := openAt(t, len(d.Migrations))
 	if got, err := st.UserByLogin(ctx, "alice"); err != nil || !reflect.DeepEqual(got, u) {
@@ -803,6 +814,17 @@ func RunUpgrade(t *testing.T, d *sqlstore.Dialect, open func(d *sqlstore.Dialect
 	states, err := st.States(ctx)
 	if err != nil || len(states) != 1 || !reflect.DeepEqual(states[0], InUTC(full)) {
 		t.Fatalf("states after upgrade = %+v, %v", states, err)
+	}
+	// Credentials are now found by their digests only.
+	for _, x := range creds {
+		want := *x
+		want.Hash = fleet.CredentialDigest(x.Hash)
+		if got, err := st.Session(ctx, want.Hash); err != nil || !reflect.DeepEqual(got, &want) {
+			t.Fatalf("credential after upgrade = %+v, %v; want %+v", got, err, &want)
+		}
+		if _, err := st.Session(ctx, x.Hash); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("credential still stored as its hash after upgrade: %v", err)
+		}
 	}
 	next := &fleet.State{TrackerID: tr.ID, SourceID: tr.SourceID, Seq: 1}
 	if err := st.SaveStates(ctx, []*fleet.State{next}); err != nil {

@@ -1,0 +1,71 @@
+package netlimit
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Counter counts concurrent holders per key (usually an AddrKey) and
+// admits at most Max of them per key. The zero value is not usable; use
+// NewCounter.
+type Counter struct {
+	max int
+
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// NewCounter returns a Counter admitting max holders per key; max <= 0
+// admits every one (the counts are still kept, see Count).
+func NewCounter(max int) *Counter {
+	return &Counter{max: max, n: make(map[string]int)}
+}
+
+// Max is the cap per key, 0 for none.
+func (c *Counter) Max() int {
+	if c.max < 0 {
+		return 0
+	}
+	return c.max
+}
+
+// Acquire takes a slot for key. If the key is at its cap it returns
+// (nil, false) and counts nothing. Otherwise it returns a release func
+// that gives the slot back; calling release more than once gives it back
+// only once.
+func (c *Counter) Acquire(key string) (release func(), ok bool) {
+	c.mu.Lock()
+	if c.max > 0 && c.n[key] >= c.max {
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.n[key]++
+	c.mu.Unlock()
+	var done atomic.Bool
+	return func() {
+		if done.Swap(true) {
+			return
+		}
+		c.mu.Lock()
+		if c.n[key] <= 1 {
+			delete(c.n, key)
+		} else {
+			c.n[key]--
+		}
+		c.mu.Unlock()
+	}, true
+}
+
+// Count returns how many slots key holds.
+func (c *Counter) Count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[key]
+}
+
+// Keys returns how many keys hold at least one slot.
+func (c *Counter) Keys() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.n)
+}
