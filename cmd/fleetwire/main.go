@@ -116,6 +116,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 		f.cfg.Bind = b
 		return nil
 	})
+	fs.DurationVar(&f.cfg.SubscribeWithin, "subscribe-within", 60*time.Second, "close event WebSockets that have not subscribed with a valid hash this long after connecting (negative: never)")
 	fs.BoolVar(&f.cfg.TrustProxy, "trust-proxy", false, "take client addresses from X-Forwarded-For / X-Real-IP (behind a reverse proxy)")
 	fs.Func("cors-origins", "comma-separated origins allowed to call the event endpoint from their pages (\"*\": any, without credentials; default none)", func(v string) error {
 		for _, o := range strings.Split(v, ",") {

@@ -117,6 +117,14 @@ func (b *batchSub) includes(id int64) bool {
 	return ok
 }
 
+// Bound reports whether the client has subscribed with a valid credential
+// (atmosphere.Binder).
+func (c *Client) Bound() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user != nil
+}
+
 // Outbox is the queue of encoded messages for the transport.
 func (c *Client) Outbox() *outbox.Queue { return c.out }
 

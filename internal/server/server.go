@@ -124,6 +124,9 @@ type Config struct {
 	// TrustProxy takes client addresses from X-Forwarded-For / X-Real-IP,
 	// behind a reverse proxy.
 	TrustProxy bool
+	// SubscribeWithin closes an event WebSocket that has not subscribed
+	// this long after it connected (default 60s; negative: never).
+	SubscribeWithin time.Duration
 	// AllowedOrigins may call the event endpoint from other origins (CORS);
 	// "*" any, without credentials.
 	AllowedOrigins []string
@@ -322,6 +325,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.atmo = atmosphere.NewServer(handler, atmosphere.Options{
 		Bind:            cfg.Bind,
 		TrustProxy:      cfg.TrustProxy,
+		SubscribeWithin: cfg.SubscribeWithin,
 		AllowedOrigins:  cfg.AllowedOrigins,
 		IDKey:           idKey,
 		ResetNotice:     events.ResetNotice,

@@ -55,6 +55,15 @@ type Handoffer interface {
 	Handoff()
 }
 
+// Binder is implemented by sessions that tell whether their client has
+// authenticated (subscribed with a valid credential). A connection whose
+// session is bound no longer counts against the per-address cap of
+// unauthenticated connections (package netlimit); a WebSocket or stream
+// whose session is not bound within Options.SubscribeWithin is closed.
+type Binder interface {
+	Bound() bool
+}
+
 // ErrUnknownSession is returned by a Resumer for a tracking id no node
 // holds a session of.
 var ErrUnknownSession = errors.New("atmosphere: unknown session")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,36 @@ func TestIssuedIDs(t *testing.T) {
 	}
 	if ShortID(id) == id || !strings.HasPrefix(id, strings.TrimSuffix(ShortID(id), "…")) {
 		t.Errorf("ShortID(%q) = %q", id, ShortID(id))
+	}
+}
+
+// unboundHandler opens echo sessions that never authenticate.
+type unboundHandler struct{ *echoHandler }
+
+type unboundSession struct{ *echoSession }
+
+func (unboundSession) Bound() bool { return false }
+
+func (h unboundHandler) Open(r *http.Request, id string, b Binding) (Session, error) {
+	s, err := h.echoHandler.Open(r, id, b)
+	return unboundSession{s.(*echoSession)}, err
+}
+
+// TestSubscribeWithin: a WebSocket whose session has not authenticated
+// within Options.SubscribeWithin is closed with 1008.
+func TestSubscribeWithin(t *testing.T) {
+	h := unboundHandler{newEchoHandler()}
+	srv := NewServer(h, Options{Logger: quietLogger(), SubscribeWithin: 200 * time.Millisecond})
+	defer srv.Shutdown(t.Context())
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/?X-Atmosphere-tracking-id=0&X-Atmosphere-Transport=websocket&X-atmo-protocol=true&X-Atmosphere-Framework=5.0.7", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read(t, c) // the handshake
+	if code, reason := readClose(t, c); code != 1008 || !strings.Contains(reason, "subscription") {
+		t.Fatalf("closed with %d %q, want 1008", code, reason)
 	}
 }

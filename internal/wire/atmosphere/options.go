@@ -28,6 +28,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds every write to a client (default 10s).
 	WriteTimeout time.Duration
+	// SubscribeWithin closes a WebSocket whose session has not
+	// authenticated (see Binder) this long after it connected, with 1008
+	// (default 60s; negative: never).
+	SubscribeWithin time.Duration
 	// Bind says what a request must show besides the tracking id to use
 	// an existing session (default BindAddress).
 	Bind Bind
@@ -90,6 +94,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.SubscribeWithin == 0 {
+		o.SubscribeWithin = 60 * time.Second
 	}
 	if o.CompressionThreshold == 0 {
 		o.CompressionThreshold = websocket.DefaultCompressionThreshold

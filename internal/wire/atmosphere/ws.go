@@ -1,12 +1,14 @@
 package atmosphere
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
@@ -145,19 +147,35 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 		defer srv.wg.Done()
 		defer s.release(a)
 		defer c.Close()
-		srv.runWebSocket(s, a, c, p, created)
+		srv.runWebSocket(r.Context(), s, a, c, p, created)
 	}()
+}
+
+// bound reports whether s's client has authenticated.
+func (s *session) bound() bool {
+	b, ok := s.app.(Binder)
+	return !ok || b.Bound()
 }
 
 // runWebSocket carries session s over the upgraded connection c until
 // either ends.
-func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p params, created bool) {
+func (srv *Server) runWebSocket(ctx context.Context, s *session, a *attachment, c *websocket.Conn, p params, created bool) {
 	wc := &wsConn{conn: c, track: p.track, log: srv.log}
+	if s.bound() {
+		netlimit.Authenticated(ctx)
+	} else if d := srv.opts.SubscribeWithin; d > 0 {
+		t := time.AfterFunc(d, func() {
+			if !s.bound() {
+				a.detach(1008, "no subscription within "+d.String())
+			}
+		})
+		defer t.Stop()
+	}
 
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		srv.readWebSocket(s, wc)
+		srv.readWebSocket(ctx, s, wc)
 	}()
 
 	ok := true
@@ -204,7 +222,8 @@ func (srv *Server) runWebSocket(s *session, a *attachment, c *websocket.Conn, p 
 // client heartbeat and is swallowed. Protocol errors, invalid UTF-8 and
 // messages over maxMessage end the connection with the RFC's close code
 // before anything reaches the session.
-func (srv *Server) readWebSocket(s *session, wc *wsConn) {
+func (srv *Server) readWebSocket(ctx context.Context, s *session, wc *wsConn) {
+	authed := false
 	for {
 		op, data, err := wc.conn.ReadMessage()
 		if err != nil {
@@ -214,5 +233,9 @@ func (srv *Server) readWebSocket(s *session, wc *wsConn) {
 			continue
 		}
 		s.app.Receive(data)
+		if !authed && s.bound() {
+			authed = true
+			netlimit.Authenticated(ctx)
+		}
 	}
 }
