@@ -53,7 +53,7 @@ start() {
 	api=$(free_port)
 	osmand=$(free_port)
 	args=(serve --listen "127.0.0.1:$api" --osmand-listen "127.0.0.1:$osmand" --ngp-listen "" --mqtt-listen ""
-		--teltonika-listen "" --gt06-listen "" --unauth-conns-per-addr 0 --data "$work/data-$name" --admin-key "$KEY" --log-level warn)
+		--teltonika-listen "" --gt06-listen "" --unauth-conns-per-addr 0 --sessions-per-addr -1 --data "$work/data-$name" --admin-key "$KEY" --log-level warn)
 	if [ -n "$prefix" ]; then
 		args+=(--store "$PG${sep}search_path=$schema" --bus "$NATS" --cluster "$prefix" --node "$name")
 	fi

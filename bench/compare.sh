@@ -75,7 +75,7 @@ start_fleetwire() {
 	# Every load connection comes from 127.0.0.1: lift the per-address cap.
 	"$FLEETWIRE" serve --listen "127.0.0.1:$FW_PORT" --osmand-listen "127.0.0.1:$FW_OSMAND_PORT" \
 		--mqtt-listen "" --ngp-listen "" --data "$WORK/fwdata" --admin-key "$ADMIN_KEY" --log-level warn \
-		--unauth-conns-per-addr 0 >"$WORK/fleetwire.log" 2>&1 &
+		--unauth-conns-per-addr 0 --sessions-per-addr -1 >"$WORK/fleetwire.log" 2>&1 &
 	SERVER_PID=$!
 	wait_http "http://127.0.0.1:$FW_PORT/healthz"
 }

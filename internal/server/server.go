@@ -124,6 +124,9 @@ type Config struct {
 	// TrustProxy takes client addresses from X-Forwarded-For / X-Real-IP,
 	// behind a reverse proxy.
 	TrustProxy bool
+	// MaxSessionsPerAddr caps the event sessions alive per client address
+	// (default 256; negative: no cap).
+	MaxSessionsPerAddr int
 	// SubscribeWithin closes an event WebSocket that has not subscribed
 	// this long after it connected (default 60s; negative: never).
 	SubscribeWithin time.Duration
@@ -323,18 +326,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		handler = ch
 	}
 	s.atmo = atmosphere.NewServer(handler, atmosphere.Options{
-		Bind:            cfg.Bind,
-		TrustProxy:      cfg.TrustProxy,
-		SubscribeWithin: cfg.SubscribeWithin,
-		AllowedOrigins:  cfg.AllowedOrigins,
-		IDKey:           idKey,
-		ResetNotice:     events.ResetNotice,
-		Heartbeat:       cfg.Heartbeat,
-		ClientHeartbeat: clientHeartbeat,
-		IdleTimeout:     cfg.IdleTimeout,
-		SessionGrace:    cfg.SessionGrace,
-		LongPollTimeout: cfg.LongPollTimeout,
-		Logger:          cfg.Logger,
+		Bind:               cfg.Bind,
+		TrustProxy:         cfg.TrustProxy,
+		SubscribeWithin:    cfg.SubscribeWithin,
+		MaxSessionsPerAddr: cfg.MaxSessionsPerAddr,
+		AllowedOrigins:     cfg.AllowedOrigins,
+		IDKey:              idKey,
+		ResetNotice:        events.ResetNotice,
+		Heartbeat:          cfg.Heartbeat,
+		ClientHeartbeat:    clientHeartbeat,
+		IdleTimeout:        cfg.IdleTimeout,
+		SessionGrace:       cfg.SessionGrace,
+		LongPollTimeout:    cfg.LongPollTimeout,
+		Logger:             cfg.Logger,
 	})
 	if ch != nil {
 		ch.atmo = s.atmo

@@ -187,3 +187,35 @@ func TestSubscribeWithin(t *testing.T) {
 		t.Fatalf("closed with %d %q, want 1008", code, reason)
 	}
 }
+
+// TestSessionsPerAddress: past MaxSessionsPerAddr alive sessions from one
+// address, a new one is refused with 429; one that ends frees its slot.
+func TestSessionsPerAddress(t *testing.T) {
+	e := newEnv(t, Options{MaxSessionsPerAddr: 3})
+	var ids []string
+	for range 3 {
+		resp, body := e.get(hTrackingID, "0", hTransport, "long-polling", hProtocol, "true", hFramework, "5.0.7")
+		if resp.StatusCode != 200 {
+			t.Fatalf("session %d: %d", len(ids), resp.StatusCode)
+		}
+		ids = append(ids, splitHandshake(t, body, "0"))
+	}
+	resp, _ := e.get(hTrackingID, "0", hTransport, "long-polling", hProtocol, "true", hFramework, "5.0.7")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("fourth session: %d %v", resp.StatusCode, resp.Header)
+	}
+	// Another address is not held back.
+	hc, _ := from("127.0.0.2")
+	r2, err := hc.Get(e.url(hTrackingID, "0", hTransport, "long-polling", hProtocol, "true", hFramework, "5.0.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 200 {
+		t.Fatalf("session from another address: %d", r2.StatusCode)
+	}
+	e.get(hTrackingID, ids[0], hTransport, "close")
+	if resp, _ := e.get(hTrackingID, "0", hTransport, "long-polling", hProtocol, "true", hFramework, "5.0.7"); resp.StatusCode != 200 {
+		t.Fatalf("after one ended: %d", resp.StatusCode)
+	}
+}

@@ -21,6 +21,8 @@ var (
 		"Messages re-sent from the replay ring after a client acknowledged fewer than were written.", "")
 	mResets = metrics.Default.NewCounter("fleetwire_atmosphere_session_resets_total",
 		"Sessions opened anew because the client's tracking id could not be honoured (unknown, expired or not admitted).", "")
+	mRefused = metrics.Default.NewCounter("fleetwire_atmosphere_sessions_refused_total",
+		"New sessions refused because their address had too many alive.", "")
 	mResumed = metrics.Default.NewCounter("fleetwire_atmosphere_sessions_resumed_total",
 		"Sessions taken over from another node.", "")
 )

@@ -28,6 +28,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds every write to a client (default 10s).
 	WriteTimeout time.Duration
+	// MaxSessionsPerAddr caps the sessions opened from one client address
+	// that are alive at once (default 256; negative: no cap); past it a new
+	// session is refused with 429.
+	MaxSessionsPerAddr int
 	// SubscribeWithin closes a WebSocket whose session has not
 	// authenticated (see Binder) this long after it connected, with 1008
 	// (default 60s; negative: never).
@@ -94,6 +98,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.MaxSessionsPerAddr == 0 {
+		o.MaxSessionsPerAddr = 256
 	}
 	if o.SubscribeWithin == 0 {
 		o.SubscribeWithin = 60 * time.Second

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetwire/fleetwire/internal/netlimit"
 	"github.com/fleetwire/fleetwire/internal/wire/websocket"
 )
 
@@ -57,6 +58,8 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
+	perAddr *netlimit.Counter // sessions alive per client address
+
 	mu        sync.Mutex
 	sessions  map[string]*session
 	takeovers map[string]chan struct{}
@@ -78,6 +81,7 @@ func NewServer(h Handler, opts Options) *Server {
 		log:        opts.Logger,
 		sessions:   map[string]*session{},
 		takeovers:  map[string]chan struct{}{},
+		perAddr:    netlimit.NewCounter(opts.MaxSessionsPerAddr),
 		quit:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
@@ -156,6 +160,7 @@ var (
 	errClosing  = errors.New("server shutting down")
 	errNotFound = errors.New("unknown tracking id")
 	errResume   = errors.New("session cannot be resumed now")
+	errTooMany  = errors.New("too many sessions from this address")
 )
 
 // opened says how a request found its session.
@@ -279,12 +284,18 @@ func (srv *Server) resumed(id string) {
 
 // create opens a session under id with the Handler.
 func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*session, opened, error) {
+	release, ok := srv.perAddr.Acquire(b.Addr)
+	if !ok {
+		mRefused.Inc()
+		return nil, 0, errTooMany
+	}
 	app, err := srv.h.Open(r, id, b)
 	if err != nil {
+		release()
 		return nil, 0, err
 	}
 	s := newSession(srv, id, app)
-	s.binding = b
+	s.binding, s.releaseAddr = b, release
 	if kind != openedNew && len(srv.opts.ResetNotice) > 0 {
 		_ = s.q.Push(srv.opts.ResetNotice)
 	}
@@ -292,12 +303,14 @@ func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*
 	if srv.closing {
 		srv.mu.Unlock()
 		app.Close()
+		release()
 		return nil, 0, errClosing
 	}
 	if other := srv.sessions[id]; other != nil {
 		// A concurrent request for the same gone id won.
 		srv.mu.Unlock()
 		app.Close()
+		release()
 		if !other.binding.Admits(b, srv.opts.Bind) {
 			return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
 		}
@@ -317,6 +330,7 @@ func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*
 func (srv *Server) adopt(id string, res *Resumed) (*session, error) {
 	s := newSession(srv, id, res.Session)
 	s.binding = res.Binding
+	s.releaseAddr, _ = srv.perAddr.Acquire(res.Binding.Addr)
 	s.seq = res.Last
 	first := res.Last - uint64(len(res.Replay)) + 1
 	for i, m := range res.Replay {
@@ -442,6 +456,9 @@ func (srv *Server) openError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, errBadID):
 		srv.fail(w, r, http.StatusBadRequest, err.Error())
+	case errors.Is(err, errTooMany):
+		w.Header().Set("Retry-After", "10")
+		srv.fail(w, r, http.StatusTooManyRequests, err.Error())
 	case errors.Is(err, errClosing), errors.Is(err, errGone), errors.Is(err, errResume):
 		srv.fail(w, r, http.StatusServiceUnavailable, err.Error())
 	default:

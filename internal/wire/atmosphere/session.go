@@ -26,6 +26,8 @@ type session struct {
 	q       *outbox.Queue
 	journal Journal // nil unless the application keeps a journal
 	binding Binding // what a request must show to use the session
+	// releaseAddr gives the session's slot of its address back.
+	releaseAddr func()
 
 	mu        sync.Mutex
 	cur       *attachment
@@ -295,7 +297,14 @@ func (s *session) closeApp() {
 	s.closeOnce.Do(func() {
 		s.app.Close()
 		mSessions.Add(-1)
+		s.freeAddr()
 	})
+}
+
+func (s *session) freeAddr() {
+	if s.releaseAddr != nil {
+		s.releaseAddr()
+	}
 }
 
 // handoffApp hands the application session off once (closes it if it
@@ -308,5 +317,6 @@ func (s *session) handoffApp() {
 			s.app.Close()
 		}
 		mSessions.Add(-1)
+		s.freeAddr()
 	})
 }

@@ -172,6 +172,28 @@ func (srv *Server) runWebSocket(ctx context.Context, s *session, a *attachment, 
 		defer t.Stop()
 	}
 
+	if idle := srv.opts.IdleTimeout; idle > 0 {
+		// Every client answers a ping with a pong, which counts as the
+		// client being alive: a client that only listens is not taken for
+		// a silent one.
+		ping := time.NewTicker(idle / 3)
+		defer ping.Stop()
+		stopPing := make(chan struct{})
+		defer close(stopPing)
+		go func() {
+			for {
+				select {
+				case <-stopPing:
+					return
+				case <-ping.C:
+					if c.WritePing(nil) != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
