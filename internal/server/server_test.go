@@ -351,7 +351,26 @@ func TestIdleTimeoutAnnounced(t *testing.T) {
 			t.Fatalf("closed while heartbeating: %v", err)
 		}
 	}
-	// Silence closes it, well before our own read deadline.
+	// Answering the server's pings keeps a listening client open.
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("closed while answering pings: %v", err)
+			}
+			break
+		}
+	}
+	conn.Close()
+	conn, _, err = websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Silence, pings unanswered, closes it, well before our own read
+	// deadline.
+	conn.SetPingHandler(func(string) error { return nil })
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	for {
 		_, _, err := conn.ReadMessage()
