@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs them all:
 # Node packages for the real-client interop tests, Debian's Chromium for the
-# browser test, mosquitto-clients for the MQTT bridge tests, then go vet,
+# browser test, mosquitto-clients for the MQTT bridge tests, nginx for the
+# cluster test behind a round-robin proxy, then go vet,
 # staticcheck, the race-enabled test suite and a short run of every fuzz target.
 # "./scripts/test.sh fuzz [pattern]" instead runs only the fuzz targets, each
 # for $FUZZTIME (default 10m).
@@ -53,6 +54,8 @@ fi
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# nginx for the cluster test behind deploy/nginx.conf.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	log "installing ${need_apt[*]}"
 	apt-get update -qq

@@ -9,10 +9,14 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -211,5 +215,95 @@ func TestRollingRestart(t *testing.T) {
 		if missing != 0 || dups != 0 || disorder != 0 {
 			t.Errorf("%s: %d missing, %d duplicated, %d out of order: %s", w.dev.id, missing, dups, disorder, detail)
 		}
+	}
+}
+
+// nginxFront runs deploy/nginx.conf in front of the cluster's three
+// nodes and returns its URL; the test is skipped without nginx.
+func nginxFront(t *testing.T, c *cluster) string {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			t.Skip("nginx is not installed")
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	conf, err := os.ReadFile("../../deploy/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	listen, osmand := freePort(t), freePort(t)
+	r := strings.NewReplacer("__DIR__", dir, "__LISTEN__", strconv.Itoa(listen), "__OSMAND__", strconv.Itoa(osmand),
+		"__PORT1__", strconv.Itoa(c.nodes[0].port), "__PORT2__", strconv.Itoa(c.nodes[1].port), "__PORT3__", strconv.Itoa(c.nodes[2].port),
+		"__OSMAND1__", strconv.Itoa(c.nodes[0].osmand), "__OSMAND2__", strconv.Itoa(c.nodes[1].osmand), "__OSMAND3__", strconv.Itoa(c.nodes[2].osmand))
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(r.Replace(string(conf))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", path, "-g", "daemon off;")
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("nginx: %v", err)
+	}
+	// SIGTERM: nginx's fast shutdown, which ends its workers too.
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	base := "http://127.0.0.1:" + strconv.Itoa(listen)
+	waitFor(t, 10*time.Second, "nginx", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return base
+}
+
+// TestNginxRoundRobin: the same long-polling client as
+// TestLongPollingRoundRobin behind deploy/nginx.conf (round robin, no
+// stickiness) gets every accepted fix exactly once.
+func TestNginxRoundRobin(t *testing.T) {
+	c := newCluster(t, "", 3, "--trust-proxy")
+	base := nginxFront(t, c)
+	uid, hash := c.nodes[0].user("lou")
+	tid, src := c.nodes[0].tracker(uid, "dev-lou")
+	p := &pollClient{eventClient: newEventClient(t, hash), base: base}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.poll(ctx); err != nil || p.id == "0" {
+		t.Fatalf("handshake through nginx: %v", err)
+	}
+	p.mu.Lock()
+	p.sources[tid] = src
+	p.mu.Unlock()
+	p.push(map[string]any{"action": "subscribe", "hash": hash, "requests": []any{map[string]any{"type": "state", "trackers": []int64{tid}}}})
+	var polls atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := p.poll(ctx); err != nil && ctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			polls.Add(1)
+		}
+	}()
+	dev := &device{id: "dev-lou"}
+	dctx, dcancel := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); dev.run(dctx, c, 10*time.Millisecond) }()
+	waitFor(t, 60*time.Second, "40 polls", func() bool { return polls.Load() >= 40 })
+	dcancel()
+	accepted := dev.acceptedSeqs()
+	waitFor(t, 30*time.Second, "every accepted fix at the client", func() bool { return p.has(src, accepted) })
+	cancel()
+	wg.Wait()
+	missing, dups, disorder, detail := p.verdict(src, accepted, dev.resentSeqs())
+	t.Logf("%d polls through nginx: %d fixes accepted, %d missing, %d duplicated, %d out of order", polls.Load(), len(accepted), missing, dups, disorder)
+	if missing != 0 || dups != 0 || disorder != 0 {
+		t.Fatalf("%d missing, %d duplicated, %d out of order: %s", missing, dups, disorder, detail)
 	}
 }
