@@ -149,6 +149,9 @@ var dialect = &sqlstore.Dialect{
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`,
 	MigrationLock: fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, migrationLock),
+	// Two int4 keys: the history's namespace, and the tracker id (ids
+	// past 2^31 share locks, which only makes some packers wait).
+	TrackerLock: `SELECT pg_advisory_xact_lock(1752135539, CAST(? % 2147483647 AS integer))`,
 	// The column's default, named so the shared INSERT can list the column.
 	NextSourceID: `nextval('tracker_source_ids')`,
 	EncodeTime:   encodeTime,

@@ -231,6 +231,11 @@ func (s *Store) compactTracker(ctx context.Context, id int64, cut time.Time) (in
 		return 0, s.err("compact points", err)
 	}
 	defer tx.Rollback()
+	if s.d.TrackerLock != "" {
+		if _, err := tx.ExecContext(ctx, s.q(s.d.TrackerLock), id); err != nil {
+			return 0, s.err("compact points: lock", err)
+		}
+	}
 	rows, err := s.rowPoints(ctx, tx, id, time.Unix(0, 0), cut, math.MaxInt32)
 	if err != nil || len(rows) == 0 {
 		return 0, err

@@ -32,6 +32,11 @@ type Dialect struct {
 	// MigrationLock, when not empty, is run first in the migration
 	// transaction to keep other processes out until it commits.
 	MigrationLock string
+	// TrackerLock, when not empty, is run in a transaction that rewrites a
+	// tracker's history (packing its closed hours), with the tracker id as
+	// its argument, to keep the other nodes of a cluster out of the same
+	// tracker until it commits.
+	TrackerLock string
 
 	// NextSourceID is the SQL expression that gives a new tracker its source
 	// id, in the INSERT that creates the tracker.
