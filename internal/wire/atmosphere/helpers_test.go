@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,25 +102,51 @@ func (s *echoSession) receivedMsgs() []string {
 type cutListener struct {
 	net.Listener
 	mu    sync.Mutex
-	conns []net.Conn
+	conns []*cutConn
+}
+
+// cutConn is an accepted connection whose writes can be made to vanish,
+// as bytes lost in flight do.
+type cutConn struct {
+	net.Conn
+	lost atomic.Bool
+}
+
+func (c *cutConn) Write(p []byte) (int, error) {
+	if c.lost.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 func (l *cutListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	cc := &cutConn{Conn: c}
+	l.mu.Lock()
+	l.conns = append(l.conns, cc)
+	l.mu.Unlock()
+	return cc, nil
 }
 
-// cut closes every connection accepted so far.
+// loseWrites makes whatever the server writes from now on on the
+// connections accepted so far vanish without an error.
+func (l *cutListener) loseWrites() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.lost.Store(true)
+	}
+}
+
+// cut resets every connection accepted so far.
 func (l *cutListener) cut() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range l.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
+		if tc, ok := c.Conn.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // reset: data in flight is lost
 		}
 		_ = c.Close()

@@ -10,10 +10,11 @@ import (
 	"github.com/fleetwire/fleetwire/internal/outbox"
 )
 
-// TestReplayWebSocketAfterCut cuts the TCP connections from the server
-// side while a burst is in flight, several times, and checks that a client
-// reattaching with X-Fleetwire-Received gets every message exactly once,
-// in order.
+// TestReplayWebSocketAfterCut cuts the connection from the server side
+// while a burst is in flight, several times, each time after the server
+// has written messages that never reach the client, and checks that the
+// client reattaching with X-Fleetwire-Received gets every message exactly
+// once, in order.
 func TestReplayWebSocketAfterCut(t *testing.T) {
 	e := newEnv(t, Options{})
 	const total = 3000
@@ -21,21 +22,32 @@ func TestReplayWebSocketAfterCut(t *testing.T) {
 	id := splitHandshake(t, read(t, c), "0")
 	s := e.nextOpened()
 	replayedBefore := mReplayed.Value()
-	for i := 1; i <= total; i++ {
-		s.Push(t, fmt.Sprintf("m%d", i))
+	pushed := 0
+	push := func(n int) {
+		for ; n > 0; n-- {
+			pushed++
+			s.Push(t, fmt.Sprintf("m%d", pushed))
+		}
 	}
+	push(1500)
 	var got []string
-	cuts := map[int]bool{200: true, 1100: true, 2500: true}
+	conns, onConn := 1, 0 // connections made, messages read on the last
 	for len(got) < total {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, b, err := c.ReadMessage()
 		if err != nil {
 			// Cut: come back with what was received.
 			c = e.dial(hTrackingID, id, hTransport, "websocket", hFramework, "5.0.7", hReceived, strconv.Itoa(len(got)))
+			conns, onConn = conns+1, 0
 			continue
 		}
 		got = append(got, string(b))
-		if cuts[len(got)] {
+		if onConn++; onConn == 200 && conns <= 3 {
+			// What the server writes now is lost in flight; the reset
+			// comes once it has taken all of it.
+			e.ln.loseWrites()
+			push(500)
+			waitDrainedBeyond(t, s, uint64(pushed-1))
 			e.ln.cut()
 		}
 	}
@@ -48,10 +60,26 @@ func TestReplayWebSocketAfterCut(t *testing.T) {
 	if s.isClosed() {
 		t.Fatal("session closed by the cuts")
 	}
-	if n := mReplayed.Value() - replayedBefore; n == 0 {
-		t.Fatal("nothing was replayed: the cuts lost nothing")
+	if n := mReplayed.Value() - replayedBefore; n < 3*500 {
+		t.Fatalf("%d messages replayed, want at least the %d lost in flight", n, 3*500)
 	} else {
 		t.Logf("replayed %d messages", n)
+	}
+}
+
+// waitDrainedBeyond waits until the server has taken more than n messages
+// of s's outbox for writing.
+func waitDrainedBeyond(t *testing.T, s *echoSession, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, drained := s.q.Counts(); drained > n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server took no message beyond the %d read", n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
