@@ -79,6 +79,7 @@ func (s *centrifugoSys) Connect(ctx context.Context, c *client, d *websocket.Dia
 		return fmt.Errorf("dial: %w", err)
 	}
 	c.ws = ws
+	c.noteExtensions(resp)
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	steps := []string{
 		`{"id":1,"connect":{"name":"fwload"}}`,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +43,7 @@ type dialers struct {
 	list []*websocket.Dialer
 }
 
-func newDialers(n int) *dialers {
+func newDialers(n int, compress bool) *dialers {
 	if n < 1 {
 		n = 1
 	}
@@ -61,6 +63,9 @@ func newDialers(n int) *dialers {
 			ReadBufferSize:   1024,
 			WriteBufferSize:  1024,
 			WriteBufferPool:  pool,
+			// Offering permessage-deflate: the server may compress
+			// what it sends, as it does for browsers.
+			EnableCompression: compress,
 		})
 	}
 	return d
@@ -68,3 +73,11 @@ func newDialers(n int) *dialers {
 
 // For returns the dialer of connection i.
 func (d *dialers) For(i int) *websocket.Dialer { return d.list[i%len(d.list)] }
+
+// noteExtensions counts the connection as compressed when the server
+// accepted permessage-deflate in its handshake response.
+func (c *client) noteExtensions(resp *http.Response) {
+	if resp != nil && strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate") {
+		c.stats.compressed.Add(1)
+	}
+}

@@ -235,6 +235,7 @@ func (s *fleetwireSys) Connect(ctx context.Context, c *client, d *websocket.Dial
 		return fmt.Errorf("dial: %w", err)
 	}
 	c.ws = ws
+	c.noteExtensions(resp)
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	gotHandshake := false
 	for {

@@ -7,7 +7,7 @@
 //	fwload -system fleetwire -url http://127.0.0.1:8080 -osmand http://127.0.0.1:5055 \
 //	       -admin-key KEY -conns 1000 -trackers 1000 -fleet-size 100 -rate 1000 -duration 20s -pid PID
 //	fwload -system centrifugo -url http://127.0.0.1:8000 -api-key KEY -conns 1000 ...
-//	fwload -compare fleetwire.json,centrifugo.json [-md out.md]
+//	fwload -compare fleetwire.json,centrifugo.json[;fleetwire2.json,centrifugo2.json] [-md out.md]
 //	fwload teltonika -admin-key KEY -addr 127.0.0.1:5027 -devices 5000 -rate 5000 -duration 20s -pid PID
 //
 // The teltonika mode simulates Teltonika devices instead: one TCP
@@ -66,6 +66,7 @@ type Config struct {
 	Label           string        `json:"label,omitempty"`
 	Login           string        `json:"login,omitempty"`
 	Password        string        `json:"-"`
+	Compress        bool          `json:"compress,omitempty"`
 }
 
 // Fleets is how many fleets the trackers form.
@@ -120,8 +121,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Label, "label", "", "name of the scenario in reports")
 	fs.StringVar(&cfg.Login, "login", "", "fleetwire: follow the trackers of this existing user instead of creating fleets; nothing is ingested, the server's own updates (fleetwire demo) are counted for -duration")
 	fs.StringVar(&cfg.Password, "password", "demo", "password of -login")
+	fs.BoolVar(&cfg.Compress, "compress", false, "offer permessage-deflate on every connection, as browsers do")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
-	compare := fs.String("compare", "", "instead of a run: compare result files A.json,B.json (A/B ratios)")
+	compare := fs.String("compare", "", "instead of a run: compare result files A.json,B.json, several side-by-side runs separated by ';' (A/B ratios per run and their spread)")
 	mdOut := fs.String("md", "", "with -compare: also write the comparison as Markdown to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

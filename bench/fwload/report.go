@@ -26,6 +26,9 @@ type Result struct {
 	IngestErrs    int64   `json:"ingest_errors"`
 	IngestSkipped int64   `json:"ingest_skipped"`
 
+	Compressed     int64   `json:"conns_compressed"`
+	Frames         int64   `json:"frames"`
+	FramesPerSec   float64 `json:"frames_per_sec"`
 	Messages       int64   `json:"messages"`
 	MessagesPerSec float64 `json:"messages_per_sec"`
 	Entries        int64   `json:"entries"`
@@ -69,6 +72,8 @@ func (r *Result) fill(st *Stats) {
 	r.UpdatesSent = st.ingestSent.Load()
 	r.IngestErrs = st.ingestErrs.Load()
 	r.IngestSkipped = st.ingestSkipped.Load()
+	r.Compressed = st.compressed.Load()
+	r.Frames = st.frames.Load()
 	r.Messages = st.messages.Load()
 	r.Entries = st.entries.Load()
 	r.DrainEntries = st.drainEntries.Load()
@@ -81,6 +86,7 @@ func (r *Result) fill(st *Stats) {
 	}
 	if r.IngestSeconds > 0 {
 		r.UpdatesPerSec = float64(r.UpdatesSent) / r.IngestSeconds
+		r.FramesPerSec = float64(r.Frames) / r.IngestSeconds
 		r.MessagesPerSec = float64(r.Messages) / r.IngestSeconds
 		r.EntriesPerSec = float64(r.Entries) / r.IngestSeconds
 	}
@@ -115,10 +121,12 @@ func (r *Result) printTable(w io.Writer) {
 	}
 	row("workload", "%d conns, %d trackers in fleets of %d, %s, %.0f updates/s for %s",
 		c.Conns, c.Trackers, c.FleetSize, sub, c.Rate, c.Duration)
-	row("conns established", "%d (%d handshake errors, %.1fs)", r.Established, r.HandshakeErrs, r.ConnectSeconds)
+	row("conns established", "%d (%d handshake errors, %.1fs; %d compressed, permessage-deflate %s)", r.Established, r.HandshakeErrs, r.ConnectSeconds,
+		r.Compressed, map[bool]string{false: "not offered", true: "offered"}[c.Compress])
 	if r.IngestSeconds > 0 {
 		row("updates sent", "%d (%.0f/s, %d errors, %d skipped by the pacer)", r.UpdatesSent, r.UpdatesPerSec, r.IngestErrs, r.IngestSkipped)
-		row("delivered states/s", "%.0f (%d states in %d messages, %.0f messages/s)", r.EntriesPerSec, r.Entries, r.Messages, r.MessagesPerSec)
+		row("delivered states/s", "%.0f (%d states in %d messages in %d frames; %.0f messages/s, %.0f frames/s)",
+			r.EntriesPerSec, r.Entries, r.Messages, r.Frames, r.MessagesPerSec, r.FramesPerSec)
 		row("latency ingest->client", "p50 %.1f ms  p99 %.1f ms  p999 %.1f ms  max %.1f ms  (%d samples)", r.P50ms, r.P99ms, r.P999ms, r.MaxMs, r.LatencyCount)
 		row("deliveries", "expected %d, matched %d, missing %d (coalesced by batching or dropped), %d after stop, %d repeats", r.Expected, r.Matched, r.Missing, r.DrainEntries, r.Unmatched)
 	}
@@ -137,24 +145,29 @@ func (r *Result) printTable(w io.Writer) {
 	tw.Flush()
 }
 
-// runCompare reads two result files and prints A/B ratios of the headline
-// numbers.
+// runCompare reads pairs of result files, "A1.json,B1.json;A2.json,B2.json",
+// each pair one side-by-side run of the same scenario, and prints the A/B
+// ratios of the headline numbers per run with their spread.
 func runCompare(list, mdOut string) error {
-	parts := strings.Split(list, ",")
-	if len(parts) != 2 {
-		return fmt.Errorf("-compare wants A.json,B.json")
-	}
-	var rs [2]Result
-	for i, p := range parts {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", p, err)
+	var pairs [][2]Result
+	for _, pair := range strings.Split(list, ";") {
+		parts := strings.Split(strings.TrimSpace(pair), ",")
+		if len(parts) != 2 {
+			return fmt.Errorf("-compare wants A.json,B.json pairs separated by ';', got %q", pair)
 		}
-		if err := json.Unmarshal(b, &rs[i]); err != nil {
-			return fmt.Errorf("decode %s: %w", p, err)
+		var rs [2]Result
+		for i, p := range parts {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", p, err)
+			}
+			if err := json.Unmarshal(b, &rs[i]); err != nil {
+				return fmt.Errorf("decode %s: %w", p, err)
+			}
 		}
+		pairs = append(pairs, rs)
 	}
-	md := compareMarkdown(rs[0], rs[1])
+	md := compareMarkdown(pairs)
 	fmt.Print(md)
 	if mdOut != "" {
 		if err := os.WriteFile(mdOut, []byte(md), 0o644); err != nil {
@@ -164,44 +177,82 @@ func runCompare(list, mdOut string) error {
 	return nil
 }
 
-func ratio(a, b float64) string {
+func ratio(a, b float64) (float64, bool) {
 	if b == 0 {
-		return "n/a"
+		return 0, false
 	}
-	return fmt.Sprintf("%.2f", a/b)
+	return a / b, true
 }
 
-// compareMarkdown renders one scenario of two systems side by side.
-func compareMarkdown(a, b Result) string {
+// compareMarkdown renders one scenario of two systems side by side: each
+// system's figure in every run, the ratio of each run, and the ratios'
+// spread (lowest to highest).
+func compareMarkdown(pairs [][2]Result) string {
 	var sb strings.Builder
+	if len(pairs) == 0 {
+		return ""
+	}
+	a, b := pairs[0][0], pairs[0][1]
 	label := a.Config.Label
 	if label == "" {
 		label = "run"
 	}
 	c := a.Config
-	fmt.Fprintf(&sb, "### %s\n\n%d conns, %d trackers in fleets of %d, %.0f updates/s for %s; %s uses %s/%s/%s rate_limit %q\n\n",
-		label, c.Conns, c.Trackers, c.FleetSize, c.Rate, c.Duration, a.System, c.Mode, c.Target, c.Format, c.RateLimit)
-	fmt.Fprintf(&sb, "| metric | %s | %s | %s/%s |\n|---|---:|---:|---:|\n", a.System, b.System, a.System, b.System)
-	line := func(name string, x, y float64, format string) {
-		fmt.Fprintf(&sb, "| %s | "+format+" | "+format+" | %s |\n", name, x, y, ratio(x, y))
+	compress := ""
+	if c.Compress {
+		compress = "; permessage-deflate offered"
 	}
-	line("conns established", float64(a.Established), float64(b.Established), "%.0f")
+	fmt.Fprintf(&sb, "### %s\n\n%d conns, %d trackers in fleets of %d, %.0f updates/s for %s; %s uses %s/%s/%s rate_limit %q%s; %d run(s) side by side\n\n",
+		label, c.Conns, c.Trackers, c.FleetSize, c.Rate, c.Duration, a.System, c.Mode, c.Target, c.Format, c.RateLimit, compress, len(pairs))
+	fmt.Fprintf(&sb, "| metric | %s | %s | %s/%s per run | spread |\n|---|---:|---:|---:|---:|\n", a.System, b.System, a.System, b.System)
+	line := func(name, format string, get func(*Result) float64) {
+		var xs, ys, rs []string
+		lo, hi, any := 0.0, 0.0, false
+		for _, p := range pairs {
+			x, y := get(&p[0]), get(&p[1])
+			xs = append(xs, fmt.Sprintf(format, x))
+			ys = append(ys, fmt.Sprintf(format, y))
+			r, ok := ratio(x, y)
+			if !ok {
+				rs = append(rs, "n/a")
+				continue
+			}
+			rs = append(rs, fmt.Sprintf("%.2f", r))
+			if !any || r < lo {
+				lo = r
+			}
+			if !any || r > hi {
+				hi = r
+			}
+			any = true
+		}
+		spread := "n/a"
+		if any {
+			spread = fmt.Sprintf("%.2f–%.2f", lo, hi)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", name, strings.Join(xs, " / "), strings.Join(ys, " / "), strings.Join(rs, " / "), spread)
+	}
+	line("conns established", "%.0f", func(r *Result) float64 { return float64(r.Established) })
+	if c.Compress {
+		line("conns compressed", "%.0f", func(r *Result) float64 { return float64(r.Compressed) })
+	}
 	if a.IngestSeconds > 0 || b.IngestSeconds > 0 {
-		line("updates sent/s", a.UpdatesPerSec, b.UpdatesPerSec, "%.0f")
-		line("delivered msgs/s (states)", a.EntriesPerSec, b.EntriesPerSec, "%.0f")
-		line("frames/s", a.MessagesPerSec, b.MessagesPerSec, "%.0f")
-		line("latency p50 ms", a.P50ms, b.P50ms, "%.1f")
-		line("latency p99 ms", a.P99ms, b.P99ms, "%.1f")
-		line("latency p999 ms", a.P999ms, b.P999ms, "%.1f")
-		line("missing deliveries", float64(a.Missing), float64(b.Missing), "%.0f")
-		line("server CPU % of a core", a.ServerCPUPercent, b.ServerCPUPercent, "%.0f")
+		line("updates sent/s", "%.0f", func(r *Result) float64 { return r.UpdatesPerSec })
+		line("delivered msgs/s (states)", "%.0f", func(r *Result) float64 { return r.EntriesPerSec })
+		line("messages/s", "%.0f", func(r *Result) float64 { return r.MessagesPerSec })
+		line("frames/s", "%.0f", func(r *Result) float64 { return r.FramesPerSec })
+		line("latency p50 ms", "%.1f", func(r *Result) float64 { return r.P50ms })
+		line("latency p99 ms", "%.1f", func(r *Result) float64 { return r.P99ms })
+		line("latency p999 ms", "%.1f", func(r *Result) float64 { return r.P999ms })
+		line("missing deliveries", "%.0f", func(r *Result) float64 { return float64(r.Missing) })
+		line("server CPU % of a core", "%.0f", func(r *Result) float64 { return r.ServerCPUPercent })
 	}
-	line("RSS per conn KiB", a.RSSPerConnKiB, b.RSSPerConnKiB, "%.2f")
+	line("RSS per conn KiB", "%.2f", func(r *Result) float64 { return r.RSSPerConnKiB })
 	if a.HeapMetric && b.HeapMetric {
-		line("heap per conn KiB", a.HeapPerConnKiB, b.HeapPerConnKiB, "%.2f")
+		line("heap per conn KiB", "%.2f", func(r *Result) float64 { return r.HeapPerConnKiB })
 	}
-	line("server RSS idle MiB", a.ServerRSSIdleMiB, b.ServerRSSIdleMiB, "%.1f")
-	line("errors", float64(a.Errors), float64(b.Errors), "%.0f")
+	line("server RSS idle MiB", "%.1f", func(r *Result) float64 { return r.ServerRSSIdleMiB })
+	line("errors", "%.0f", func(r *Result) float64 { return float64(r.Errors) })
 	sb.WriteString("\n")
 	return sb.String()
 }

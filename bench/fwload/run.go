@@ -35,7 +35,9 @@ type Stats struct {
 	phase atomic.Int32
 
 	established, handshakeErrs, readErrs atomic.Int64
-	messages, entries                    atomic.Int64 // state frames and states during ingest
+	frames                               atomic.Int64 // WebSocket data frames during ingest, whatever they carry
+	messages, entries                    atomic.Int64 // state messages and states during ingest
+	compressed                           atomic.Int64 // connections that negotiated permessage-deflate
 	drainEntries                         atomic.Int64 // states after ingest stopped
 	setupEntries                         atomic.Int64 // states before ingest (current states on subscribe)
 	matched                              atomic.Int64 // states matched to an update of this run
@@ -64,7 +66,8 @@ func (s *Stats) noteError(format string, args ...any) {
 	}
 }
 
-// countStates accounts for one frame that carries states.
+// countStates accounts for one message that carries states (a frame of
+// fleetwire, a push of Centrifugo, which may put several in one frame).
 func (s *Stats) countStates(frame []byte) {
 	ph := s.phase.Load()
 	now := time.Now().UnixNano()
@@ -130,6 +133,9 @@ func (c *client) readLoop(sys system) {
 			}
 			return
 		}
+		if c.stats.phase.Load() == phaseIngest {
+			c.stats.frames.Add(1)
+		}
 		sys.Handle(c, frame)
 	}
 }
@@ -137,7 +143,7 @@ func (c *client) readLoop(sys system) {
 // connectAll opens cfg.Conns connections with a bounded number of dials in
 // flight and starts a reader for each.
 func connectAll(ctx context.Context, cfg *Config, sys system, st *Stats, wg *sync.WaitGroup) []*client {
-	ds := newDialers(cfg.SourceIPs)
+	ds := newDialers(cfg.SourceIPs, cfg.Compress)
 	clients := make([]*client, cfg.Conns)
 	next := atomic.Int64{}
 	var dialWG sync.WaitGroup

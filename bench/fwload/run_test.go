@@ -1,9 +1,13 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestCountStatesByPhase(t *testing.T) {
@@ -44,8 +48,13 @@ func TestCountStatesByPhase(t *testing.T) {
 func TestCompareMarkdown(t *testing.T) {
 	a := Result{System: "fleetwire", EntriesPerSec: 600000, P99ms: 20, RSSPerConnKiB: 10, IngestSeconds: 10, Config: Config{Label: "fanout"}}
 	b := Result{System: "centrifugo", EntriesPerSec: 200000, P99ms: 40, RSSPerConnKiB: 40, IngestSeconds: 10}
-	md := compareMarkdown(a, b)
-	for _, want := range []string{"### fanout", "| delivered msgs/s (states) | 600000 | 200000 | 3.00 |", "| latency p99 ms | 20.0 | 40.0 | 0.50 |", "| RSS per conn KiB | 10.00 | 40.00 | 0.25 |"} {
+	a2, b2 := a, b
+	a2.EntriesPerSec, b2.EntriesPerSec = 500000, 250000
+	md := compareMarkdown([][2]Result{{a, b}, {a2, b2}})
+	for _, want := range []string{"### fanout", "2 run(s) side by side",
+		"| delivered msgs/s (states) | 600000 / 500000 | 200000 / 250000 | 3.00 / 2.00 | 2.00–3.00 |",
+		"| latency p99 ms | 20.0 / 20.0 | 40.0 / 40.0 | 0.50 / 0.50 | 0.50–0.50 |",
+		"| RSS per conn KiB | 10.00 / 10.00 | 40.00 / 40.00 | 0.25 / 0.25 | 0.25–0.25 |"} {
 		if !strings.Contains(md, want) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
@@ -62,5 +71,45 @@ func TestRequireLoopback(t *testing.T) {
 		if err := requireLoopback(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// TestFramesAndMessages reads, over a real WebSocket, one frame carrying
+// three Centrifugo pushes and one carrying a single push: two frames, four
+// messages, four states; the compressed handshake is counted too.
+func TestFramesAndMessages(t *testing.T) {
+	up := websocket.Upgrader{EnableCompression: true}
+	push := `{"push":{"channel":"fleet.0","pub":{"data":` + statePayload(1, -80, time.Now()) + `}}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(push+"\n"+push+"\n"+push))
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(push))
+		_, _, _ = ws.ReadMessage() // until the client goes
+	}))
+	defer srv.Close()
+	st := &Stats{log: NewSendLog()}
+	st.phase.Store(phaseIngest)
+	d := newDialers(1, true).For(0)
+	ws, resp, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{ws: ws, stats: st}
+	c.noteExtensions(resp)
+	done := make(chan struct{})
+	go func() { c.readLoop(&centrifugoSys{cfg: &Config{}}); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.entries.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st.stopping.Store(true)
+	ws.Close()
+	<-done
+	if f, m, e, z := st.frames.Load(), st.messages.Load(), st.entries.Load(), st.compressed.Load(); f != 2 || m != 4 || e != 4 || z != 1 {
+		t.Fatalf("frames %d messages %d states %d compressed conns %d, want 2, 4, 4, 1", f, m, e, z)
 	}
 }
