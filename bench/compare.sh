@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # compare.sh runs the same workloads against fleetwire and Centrifugo on this
-# machine, one server at a time, and writes bench/results/<date>.md and .json
-# with the fleetwire/Centrifugo ratios.
+# machine, one server at a time, each scenario RUNS times side by side
+# (fleetwire, Centrifugo, fleetwire, Centrifugo, ...), and writes
+# bench/results/<date>.md and .json with the fleetwire/Centrifugo ratio of
+# every run, their spread, the commit and every command line.
 #
 #   CENTRIFUGO=/path/to/centrifugo bench/compare.sh
 #
 # Centrifugo is not built here: pass a binary you built or installed
 # yourself. Every knob below can be set in the environment; the defaults keep
-# a full run under ten minutes on two cores.
+# a full run (two runs of each scenario) under twenty minutes on two cores.
 set -euo pipefail
 
 : "${CENTRIFUGO:?set CENTRIFUGO to the path of a centrifugo binary}"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FLEETWIRE=${FLEETWIRE:-}
 SYSTEMS=${SYSTEMS:-"fleetwire centrifugo"} # "centrifugo" alone measures it without a fleetwire build
-SCENARIOS=${SCENARIOS:-"idle fanout fleet"}
+SCENARIOS=${SCENARIOS:-"idle fanout fanout-deflate fleet"} # fanout-deflate: clients offer permessage-deflate, as browsers do
+RUNS=${RUNS:-2}
 DURATION=${DURATION:-15s}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 FANOUT_CONNS=${FANOUT_CONNS:-5000}
@@ -73,6 +76,7 @@ stop_server() {
 start_fleetwire() {
 	rm -rf "$WORK/fwdata"
 	# Every load connection comes from 127.0.0.1: lift the per-address cap.
+	echo "server: fleetwire serve --listen 127.0.0.1:$FW_PORT --osmand-listen 127.0.0.1:$FW_OSMAND_PORT --mqtt-listen '' --ngp-listen '' --data DIR --admin-key KEY --log-level warn --unauth-conns-per-addr 0 --sessions-per-addr -1" >>"$WORK/commands.txt"
 	"$FLEETWIRE" serve --listen "127.0.0.1:$FW_PORT" --osmand-listen "127.0.0.1:$FW_OSMAND_PORT" \
 		--mqtt-listen "" --ngp-listen "" --data "$WORK/fwdata" --admin-key "$ADMIN_KEY" --log-level warn \
 		--unauth-conns-per-addr 0 --sessions-per-addr -1 >"$WORK/fleetwire.log" 2>&1 &
@@ -80,7 +84,8 @@ start_fleetwire() {
 	wait_http "http://127.0.0.1:$FW_PORT/healthz"
 }
 
-start_centrifugo() {
+start_centrifugo() { # [compression]
+	local compression=${1:-false}
 	cat >"$WORK/centrifugo.json" <<JSON
 {
   "http_server": {"address": "127.0.0.1", "port": $CF_PORT},
@@ -90,9 +95,10 @@ start_centrifugo() {
   "prometheus": {"enabled": true},
   "usage_stats": {"disabled": true},
   "health": {"enabled": true},
-  "websocket": {"use_write_buffer_pool": true}
+  "websocket": {"use_write_buffer_pool": true, "compression": $compression}
 }
 JSON
+	echo "server: centrifugo -c CONFIG (websocket.use_write_buffer_pool true, compression $compression; insecure client, warn log)" >>"$WORK/commands.txt"
 	"$CENTRIFUGO" -c "$WORK/centrifugo.json" >"$WORK/centrifugo.log" 2>&1 &
 	SERVER_PID=$!
 	wait_http "http://127.0.0.1:$CF_PORT/health"
@@ -102,6 +108,7 @@ JSON
 scenario_args() {
 	case "$1" in
 	idle) echo "-conns $IDLE_CONNS -trackers 100 -fleet-size 1 -rate 0 -mode $FLEET_MODE -target all -rate-limit $RATE_LIMIT" ;;
+	fanout-deflate) echo "-compress $(scenario_args fanout)" ;;
 	fanout) echo "-conns $FANOUT_CONNS -trackers 1 -fleet-size 1 -rate $FANOUT_RATE -duration $DURATION -mode $FANOUT_MODE -target all -rate-limit $RATE_LIMIT" ;;
 	fleet) echo "-conns $FLEET_CONNS -trackers $FLEET_TRACKERS -fleet-size $FLEET_SIZE -rate $FLEET_RATE -duration $DURATION -mode $FLEET_MODE -target $FLEET_TARGET -rate-limit $RATE_LIMIT" ;;
 	*) echo "compare: unknown scenario $1" >&2; return 1 ;;
@@ -117,45 +124,66 @@ JSON=$OUT_DIR/$DATE.json
 	echo
 	echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)."
 	echo "fleetwire: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); Centrifugo: ${CENTRIFUGO_LABEL:-$("$CENTRIFUGO" version 2>/dev/null | head -1)}."
-	echo "Same load client (bench/fwload) for both; one server at a time; ratios are fleetwire/Centrifugo."
+	echo "Same load client (bench/fwload) for both; one server at a time; each scenario $RUNS times side by side; ratios are fleetwire/Centrifugo per run, with their spread."
 	echo
 } >"$MD"
 echo "[" >"$JSON"
 first=1
 for sc in $SCENARIOS; do
 	args=$(scenario_args "$sc")
-	for sys in $SYSTEMS; do
-		log "$sc: $sys"
-		if [[ $sys == fleetwire ]]; then
-			start_fleetwire
-			# shellcheck disable=SC2086
-			"$WORK/fwload" -system fleetwire -url "http://127.0.0.1:$FW_PORT" -osmand "http://127.0.0.1:$FW_OSMAND_PORT" \
-				-admin-key "$ADMIN_KEY" -pid "$SERVER_PID" -label "$sc" $args -json "$WORK/$sc.fleetwire.json" | tee -a "$WORK/runs.txt" || true
-		else
-			start_centrifugo
-			# shellcheck disable=SC2086
-			"$WORK/fwload" -system centrifugo -url "http://127.0.0.1:$CF_PORT" -api-key "$API_KEY" \
-				-pid "$SERVER_PID" -label "$sc" $args -json "$WORK/$sc.centrifugo.json" | tee -a "$WORK/runs.txt" || true
+	pairs=""
+	for run in $(seq 1 "$RUNS"); do
+		for sys in $SYSTEMS; do
+			log "$sc run $run: $sys"
+			out=$WORK/$sc.$sys.$run.json
+			if [[ $sys == fleetwire ]]; then
+				start_fleetwire
+				cmd=("$WORK/fwload" -system fleetwire -url "http://127.0.0.1:$FW_PORT" -osmand "http://127.0.0.1:$FW_OSMAND_PORT" -admin-key KEY -pid PID -label "$sc")
+			else
+				compression=false
+				[[ $sc == *deflate* ]] && compression=true
+				start_centrifugo "$compression"
+				cmd=("$WORK/fwload" -system centrifugo -url "http://127.0.0.1:$CF_PORT" -api-key KEY -pid PID -label "$sc")
+			fi
+			# shellcheck disable=SC2206
+			cmd+=($args -json "$out")
+			echo "fwload ${cmd[*]:1}" | sed "s|$WORK/||g" >>"$WORK/commands.txt"
+			real=("${cmd[@]}")
+			for i in "${!real[@]}"; do
+				case ${real[$i]} in
+				KEY) [[ $sys == fleetwire ]] && real[$i]=$ADMIN_KEY || real[$i]=$API_KEY ;;
+				PID) real[$i]=$SERVER_PID ;;
+				esac
+			done
+			"${real[@]}" | tee -a "$WORK/runs.txt" || true
+			stop_server
+			echo >>"$WORK/runs.txt"
+			if [[ -f "$out" ]]; then
+				[[ $first == 1 ]] || echo "," >>"$JSON"
+				first=0
+				cat "$out" >>"$JSON"
+			fi
+		done
+		a=$WORK/$sc.fleetwire.$run.json b=$WORK/$sc.centrifugo.$run.json
+		if [[ -f "$a" && -f "$b" ]]; then
+			pairs+="${pairs:+;}$a,$b"
 		fi
-		stop_server
-		echo >>"$WORK/runs.txt"
 	done
-	if [[ -f "$WORK/$sc.fleetwire.json" && -f "$WORK/$sc.centrifugo.json" ]]; then
-		"$WORK/fwload" -compare "$WORK/$sc.fleetwire.json,$WORK/$sc.centrifugo.json" >>"$MD"
+	if [[ -n "$pairs" ]]; then
+		"$WORK/fwload" -compare "$pairs" >>"$MD"
 	else
-		echo "### $sc: only $(cd "$WORK" && ls "$sc".*.json 2>/dev/null | cut -d. -f2 | tr '\n' ' ')ran; see the runs below" >>"$MD"
+		echo "### $sc: no run of both systems finished; see the runs below" >>"$MD"
 		echo >>"$MD"
 	fi
-	for sys in fleetwire centrifugo; do
-		f=$WORK/$sc.$sys.json
-		[[ -f "$f" ]] || continue
-		[[ $first == 1 ]] || echo "," >>"$JSON"
-		first=0
-		cat "$f" >>"$JSON"
-	done
 done
 echo "]" >>"$JSON"
 {
+	echo "## Command lines"
+	echo
+	echo '```'
+	cat "$WORK/commands.txt" 2>/dev/null || true
+	echo '```'
+	echo
 	echo "## Runs"
 	echo
 	echo '```'
