@@ -24,6 +24,7 @@ import (
 func demoServer(t *testing.T, extra ...string) *server.Server {
 	t.Helper()
 	args := append([]string{"--listen", "127.0.0.1:0", "--osmand-listen", "127.0.0.1:0", "--ngp-listen", "",
+		"--teltonika-listen", "127.0.0.1:0", "--gt06-listen", "127.0.0.1:0",
 		"--mqtt-listen", "127.0.0.1:0", "--data", t.TempDir(), "--trackers", "3", "--interval", "100ms"}, extra...)
 	f, err := parseServerFlags("demo", args, io.Discard)
 	if err != nil {
