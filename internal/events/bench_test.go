@@ -70,7 +70,7 @@ func BenchmarkStateBatch10k(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				c.mu.Lock()
-				c.pushStateBatch(ids, compact, now, false)
+				c.pushStateBatch(ids, compact, now, false, nil)
 				c.mu.Unlock()
 				for _, m := range c.Outbox().Drain(nil, 0) {
 					bytes += len(m.Data)

@@ -8,7 +8,12 @@
 // queued messages a client is lagging: its state events are merged (the
 // latest state per tracker is kept and sent when the queue has drained to
 // half), and its state_batch events wait, accumulating changed trackers, so
-// a batch always carries current states. A client whose queue stays past
+// a batch always carries current states. A state_batch is also held while
+// the client has not taken the previous one (the newer batch supersedes
+// it), and one of more than Options.MaxBatch trackers — the answer to a
+// subscription of a large fleet, or a period in which most of it moved —
+// streams in pieces as the client takes them, so a fast-moving fleet never
+// fills a client's queue. A client whose queue stays past
 // the soft limit without draining for Options.StuckAfter is closed with
 // code 1008.
 package events
@@ -210,6 +215,7 @@ var (
 	mEventsReadings  = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="readings_batch"`)
 	mEventsIoT       = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="iot_monitor"`)
 	mBatchEntries    = metrics.Default.NewCounter("fleetwire_state_batch_entries_total", "States delivered inside state_batch events.", "")
+	mBatchHeld       = metrics.Default.NewCounter("fleetwire_state_batch_held_total", "Times a due state_batch waited for the client to take the previous one, gathering later changes.", "")
 	mMerged          = metrics.Default.NewCounter("fleetwire_events_merged_total", "State events merged into a later state for a lagging client.", "")
 	mDropped         = metrics.Default.NewCounter("fleetwire_events_dropped_total", "Messages refused by a full client queue.", "")
 	mSlowClosed      = metrics.Default.NewCounter("fleetwire_slow_clients_closed_total", "Clients closed for not draining their queue.", "")
