@@ -204,3 +204,43 @@ func BenchmarkStateBatchStream100k(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyFleet measures what a device's fix costs its publisher
+// (the ingest request) when 100 clients follow the tracker's fleet with
+// state_batch: delivered on the publisher's goroutine (async=false, as
+// before) or handed to the delivery workers (async=true, the single-node
+// server's default).
+func BenchmarkApplyFleet(b *testing.B) {
+	for _, async := range []bool{false, true} {
+		b.Run(fmt.Sprintf("async=%v", async), func(b *testing.B) {
+			opts := Options{Outbox: outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}, SoftQueue: 1 << 20}
+			if async {
+				opts.AsyncShards = 2
+			}
+			f := newFixture(b, opts)
+			u, hash := f.user("bench", "UTC")
+			var devs []string
+			for i := 0; i < 100; i++ {
+				devs = append(devs, fmt.Sprintf("a-%03d", i))
+				f.tracker(u.ID, devs[i])
+			}
+			for i := 0; i < 100; i++ {
+				c := f.hub.NewClient()
+				send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "10ms"}))
+				c.Outbox().Drain(nil, 0)
+			}
+			speed := 40.0
+			i := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				i++
+				if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: devs[i%len(devs)], Location: &fleet.Location{Lat: float64(i) * 1e-6, Lng: 13}, Speed: &speed}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			f.hub.Close()
+		})
+	}
+}
