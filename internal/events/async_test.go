@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/fleetwire/fleetwire/internal/bus"
+	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/outbox"
 )
 
@@ -61,5 +63,37 @@ func TestAsyncDeliveryOrderedAndComplete(t *testing.T) {
 	f.fix("q0", 1000)
 	if msgs := drain(t, c); len(msgs) != 1 {
 		t.Fatalf("after Close: %d messages for one fix, want 1 delivered at once", len(msgs))
+	}
+}
+
+// A change still on its way when a client subscribes (queued for a
+// delivery worker) is not sent after the subscription's first state,
+// which is as new or newer; the changes after it are.
+func TestNoStaleStateAfterInitial(t *testing.T) {
+	f := newFixture(t, Options{})
+	u, hash := f.user("eve", "UTC")
+	tr := f.tracker(u.ID, "e1")
+	f.fix("e1", 1)
+	s1, _ := f.reg.State(tr.ID)
+	f.fix("e1", 2)
+	s2, _ := f.reg.State(tr.ID)
+	c := f.hub.NewClient()
+	send(c, sub(hash, map[string]any{"type": "state", "trackers": []int64{tr.ID}}))
+	if msgs := drain(t, c); len(msgs) != 2 {
+		t.Fatalf("subscribe: %d messages, want the response and the first state", len(msgs))
+	}
+	for _, s := range []*fleet.State{s1, s2} {
+		f.hub.HandleBus(&bus.Message{Kind: bus.KindState, UserID: u.ID, TrackerID: tr.ID, SourceID: tr.SourceID, Seq: s.Seq, State: s})
+	}
+	if msgs := drain(t, c); len(msgs) != 0 {
+		t.Fatalf("changes up to the first state were sent after it: %v", msgs)
+	}
+	f.fix("e1", 3)
+	msgs := drain(t, c)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages for a new fix, want 1", len(msgs))
+	}
+	if lat := msgs[0]["data"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)["lat"]; lat != 3.0 {
+		t.Errorf("lat %v, want 3", lat)
 	}
 }

@@ -48,6 +48,10 @@ type Client struct {
 	state   map[int64]bool     // tracker id → compact format
 	batches [3]*batchSub       // by batch kind: state_batch, readings_batch, iot_monitor
 	lag     map[int64]struct{} // trackers with merged state events to send
+	// since holds, for a tracker whose state event went out as a
+	// subscription's first state, that state's log position: changes up
+	// to it, still on their way to the client, are not sent after it.
+	since map[int64]uint64
 
 	overSince   time.Time
 	overDrained uint64
@@ -396,6 +400,12 @@ func (c *Client) subscribe(a *Action) {
 			// still delivers the changes it skipped.
 			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
 				mEventsState.Inc()
+				if s.Seq > 0 {
+					if c.since == nil {
+						c.since = make(map[int64]uint64)
+					}
+					c.since[id] = s.Seq
+				}
 			}
 		}
 	}
@@ -476,6 +486,7 @@ func (c *Client) unsubscribe(a *Action) {
 				res.status[id] = c.status(id)
 				delete(c.state, id)
 				delete(c.lag, id)
+				delete(c.since, id)
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
 			kind := batchKind(r.Type)
@@ -524,7 +535,15 @@ func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 // takeState handles a state change for the client. Callers hold c.mu.
 func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 	id := m.TrackerID
-	if compact, ok := c.state[id]; ok {
+	compact, ok := c.state[id]
+	if seq, seen := c.since[id]; ok && seen {
+		if m.Seq <= seq {
+			ok = false // the client has this state, or a newer one, already
+		} else {
+			delete(c.since, id)
+		}
+	}
+	if ok {
 		if c.lagging() {
 			if c.lag == nil {
 				c.lag = make(map[int64]struct{})
@@ -1020,7 +1039,7 @@ func (c *Client) closeLocked(code int, reason string) {
 	}
 	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	c.closed = true
-	c.state, c.batches, c.lag = nil, [3]*batchSub{}, nil
+	c.state, c.batches, c.lag, c.since = nil, [3]*batchSub{}, nil, nil
 	if c.user != nil {
 		c.reindex(before, hadState, hadBatch)
 	}
