@@ -400,7 +400,10 @@ func (c *Client) subscribe(a *Action) {
 			// still delivers the changes it skipped.
 			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
 				mEventsState.Inc()
-				if s.Seq > 0 {
+				// Only behind delivery workers (a single node): in a
+				// cluster a first state is a snapshot, and the changes
+				// before it are still delivered (see Client.from).
+				if s.Seq > 0 && c.hub.async != nil {
 					if c.since == nil {
 						c.since = make(map[int64]uint64)
 					}
