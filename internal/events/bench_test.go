@@ -1,6 +1,7 @@
 package events
 
 import (
+	bytes2 "bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func BenchmarkStateBatch10k(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				c.mu.Lock()
-				c.pushStateBatch(ids, compact, now, false)
+				c.pushStateBatch(ids, compact, now, false, nil)
 				c.mu.Unlock()
 				for _, m := range c.Outbox().Drain(nil, 0) {
 					bytes += len(m.Data)
@@ -136,6 +137,110 @@ func BenchmarkFleetTick(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(len(clients)*100)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+var sourceKey = []byte(`{"source_id":`)
+
+// BenchmarkStateBatchStream100k measures one state_batch of 100,000
+// changed trackers (compact) to one client, every state new since the
+// last batch, so every entry is encoded: streamed in pieces of MaxBatch
+// as the client takes them (the hub's path since batches stream), and
+// queued whole (the path before, which needs a queue of 30 MB).
+func BenchmarkStateBatchStream100k(b *testing.B) {
+	for _, streamed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("streamed=%v", streamed), func(b *testing.B) {
+			f := newFixture(b, Options{Outbox: outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}})
+			u, hash := f.user("bench", "UTC")
+			const n = 100000
+			devs := make([]string, n)
+			ids := make([]int64, n)
+			for i := range devs {
+				devs[i] = fmt.Sprintf("s-%06d", i)
+				ids[i] = f.tracker(u.ID, devs[i]).ID
+			}
+			c := f.hub.NewClient()
+			send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "format": "compact", "rate_limit": "10ms"}))
+			c.Outbox().Drain(nil, 0)
+			at := f.now.Load().Add(time.Hour)
+			var sink []outbox.Entry
+			entries, bytes := 0, 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for i, d := range devs {
+					speed := 40.0
+					if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: d, Location: &fleet.Location{Lat: float64(i) * 1e-5, Lng: 13}, Speed: &speed}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				at = at.Add(time.Second)
+				b.StartTimer()
+				if streamed {
+					for {
+						c.flush(at, nil)
+						sink = c.Outbox().Drain(sink[:0], 1)
+						if len(sink) == 0 {
+							break
+						}
+						bytes += len(sink[0].Data)
+						entries += bytes2.Count(sink[0].Data, sourceKey)
+					}
+				} else {
+					c.mu.Lock()
+					c.pushStateBatch(ids, true, at, false, nil)
+					clear(c.batches[kindState].pending)
+					c.mu.Unlock()
+					for _, m := range c.Outbox().Drain(sink[:0], 0) {
+						bytes += len(m.Data)
+						entries += bytes2.Count(m.Data, sourceKey)
+					}
+				}
+			}
+			b.ReportMetric(float64(entries)/b.Elapsed().Seconds(), "entries/s")
+			b.ReportMetric(float64(bytes)/float64(entries), "B/entry")
+		})
+	}
+}
+
+// BenchmarkApplyFleet measures what a device's fix costs its publisher
+// (the ingest request) when 100 clients follow the tracker's fleet with
+// state_batch: delivered on the publisher's goroutine (async=false, as
+// before) or handed to the delivery workers (async=true, the single-node
+// server's default).
+func BenchmarkApplyFleet(b *testing.B) {
+	for _, async := range []bool{false, true} {
+		b.Run(fmt.Sprintf("async=%v", async), func(b *testing.B) {
+			opts := Options{Outbox: outbox.Limits{MaxMessages: 1 << 20, MaxBytes: 1 << 30}, SoftQueue: 1 << 20}
+			if async {
+				opts.AsyncShards = 2
+			}
+			f := newFixture(b, opts)
+			u, hash := f.user("bench", "UTC")
+			var devs []string
+			for i := 0; i < 100; i++ {
+				devs = append(devs, fmt.Sprintf("a-%03d", i))
+				f.tracker(u.ID, devs[i])
+			}
+			for i := 0; i < 100; i++ {
+				c := f.hub.NewClient()
+				send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "10ms"}))
+				c.Outbox().Drain(nil, 0)
+			}
+			speed := 40.0
+			i := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				i++
+				if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: devs[i%len(devs)], Location: &fleet.Location{Lat: float64(i) * 1e-6, Lng: 13}, Speed: &speed}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			f.hub.Close()
 		})
 	}
 }

@@ -48,6 +48,10 @@ type Client struct {
 	state   map[int64]bool     // tracker id → compact format
 	batches [3]*batchSub       // by batch kind: state_batch, readings_batch, iot_monitor
 	lag     map[int64]struct{} // trackers with merged state events to send
+	// since holds, for a tracker whose state event went out as a
+	// subscription's first state, that state's log position: changes up
+	// to it, still on their way to the client, are not sent after it.
+	since map[int64]uint64
 
 	overSince   time.Time
 	overDrained uint64
@@ -103,6 +107,13 @@ type batchSub struct {
 	next    time.Time
 	// pendingFrom is the oldest change behind pending (in a cluster).
 	pendingFrom uint64
+
+	// state_batch only: a batch larger than one message goes out in
+	// pieces as the client takes them (see streamStateBatch).
+	stream     []int64  // trackers of the batch being streamed, not yet encoded
+	streamFrom uint64   // the oldest change behind stream (in a cluster)
+	streamInit bool     // the stream answers a subscription and has sent nothing yet
+	inflight   []uint64 // outbox sequence numbers of this batch's queued messages
 
 	// readings_batch only
 	filter   readings.Filter
@@ -217,21 +228,29 @@ func (c *Client) push(msg []byte) bool { return c.pushPos(msg, nil) }
 // pushPos queues msg with the log positions of the changes it carries
 // (kept only in a cluster, for the session journal).
 func (c *Client) pushPos(msg []byte, pos []bus.Pos) bool {
+	_, ok := c.pushSeq(msg, pos)
+	return ok
+}
+
+// pushSeq is pushPos that also returns the message's outbox sequence
+// number.
+func (c *Client) pushSeq(msg []byte, pos []bus.Pos) (uint64, bool) {
 	if c.closed {
-		return false
+		return 0, false
 	}
 	var meta any
 	if pos != nil {
 		meta = pos
 	}
-	if err := c.out.PushMeta(msg, meta); err != nil {
+	seq, err := c.out.PushSeq(msg, meta)
+	if err != nil {
 		mDropped.Inc()
 		if errors.Is(err, outbox.ErrFull) {
 			c.closeLocked(CloseQueueFull, "client queue full")
 		}
-		return false
+		return 0, false
 	}
-	return true
+	return seq, true
 }
 
 func (c *Client) status(id int64) string {
@@ -381,6 +400,15 @@ func (c *Client) subscribe(a *Action) {
 			// still delivers the changes it skipped.
 			if c.push(encodeState(s, now, c.loc, stateCompact[id])) {
 				mEventsState.Inc()
+				// Only behind delivery workers (a single node): in a
+				// cluster a first state is a snapshot, and the changes
+				// before it are still delivered (see Client.from).
+				if s.Seq > 0 && c.hub.async != nil {
+					if c.since == nil {
+						c.since = make(map[int64]uint64)
+					}
+					c.since[id] = s.Seq
+				}
 			}
 		}
 	}
@@ -389,7 +417,22 @@ func (c *Client) subscribe(a *Action) {
 		if !init || b == nil {
 			continue
 		}
-		c.pushBatch(b, c.batchIDs(b), now, true)
+		ids := c.batchIDs(b)
+		// A state_batch answer larger than one message streams in pieces
+		// as the client takes them. In a cluster the answer goes out whole:
+		// a snapshot's rest could not be found again by a node taking the
+		// session over.
+		if kind == kindState && len(ids) > c.hub.opts.MaxBatch && c.sess == nil {
+			b.stream, b.streamFrom, b.streamInit = ids, 0, true
+			c.streamStateBatch(b, now)
+			if len(b.stream) > 0 {
+				c.hub.markDue(c)
+			}
+		} else if kind == kindState {
+			b.inflight = c.pushStateBatch(ids, b.compact, now, true, b.inflight[:0])
+		} else {
+			c.pushBatch(b, ids, now, true)
+		}
 		clear(b.pending)
 		b.next = nextBatch(now, b.every, c.hub.opts.MinRateLimit)
 	}
@@ -446,6 +489,7 @@ func (c *Client) unsubscribe(a *Action) {
 				res.status[id] = c.status(id)
 				delete(c.state, id)
 				delete(c.lag, id)
+				delete(c.since, id)
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
 			kind := batchKind(r.Type)
@@ -494,7 +538,15 @@ func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 // takeState handles a state change for the client. Callers hold c.mu.
 func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 	id := m.TrackerID
-	if compact, ok := c.state[id]; ok {
+	compact, ok := c.state[id]
+	if seq, seen := c.since[id]; ok && seen {
+		if m.Seq <= seq {
+			ok = false // the client has this state, or a newer one, already
+		} else {
+			delete(c.since, id)
+		}
+	}
+	if ok {
 		if c.lagging() {
 			if c.lag == nil {
 				c.lag = make(map[int64]struct{})
@@ -635,6 +687,10 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 		}
 	}
 	for _, b := range c.batches {
+		if b != nil && b.kind == kindState {
+			c.flushStateBatch(b, now, cache, later, retry)
+			continue
+		}
 		if b == nil || len(b.pending) == 0 {
 			continue
 		}
@@ -653,11 +709,7 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 		slices.Sort(ids)
 		clear(b.pending)
 		b.pendingFrom = 0
-		if b.kind == kindState {
-			c.pushStateBatchCached(ids, b.compact, now, cache)
-		} else {
-			c.pushBatch(b, ids, now, false)
-		}
+		c.pushBatch(b, ids, now, false)
 		b.next = nextBatch(now, b.every, c.hub.opts.MinRateLimit)
 	}
 	if c.closed {
@@ -677,6 +729,96 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 		c.overSince = time.Time{}
 	}
 	return wake
+}
+
+// flushStateBatch sends state_batch b's next message if one is due. A
+// batch is held back while the previous one is still queued: the changes
+// keep accumulating in b.pending and the next batch carries the states
+// current when it is encoded, so a batch the client has not taken yet is
+// superseded by a later one instead of piling up behind it. A batch of
+// more than MaxBatch trackers streams in pieces, each encoded when the
+// client has taken all but one of the pieces before it. Callers hold c.mu.
+func (c *Client) flushStateBatch(b *batchSub, now time.Time, cache *batchCache, later func(time.Time), retry time.Time) {
+	b.inflight = taken(b.inflight, c.out.Drained())
+	if len(b.stream) > 0 {
+		c.streamStateBatch(b, now)
+		if len(b.stream) > 0 || len(b.pending) > 0 {
+			later(retry)
+		}
+		return
+	}
+	if len(b.pending) == 0 {
+		return
+	}
+	if now.Before(b.next) {
+		later(b.next)
+		return
+	}
+	if len(b.inflight) > 0 || c.out.Len() >= c.hub.opts.SoftQueue {
+		mBatchHeld.Inc()
+		later(retry)
+		return
+	}
+	ids := make([]int64, 0, len(b.pending))
+	for id := range b.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	clear(b.pending)
+	from := b.pendingFrom
+	b.pendingFrom = 0
+	b.next = nextBatch(now, b.every, c.hub.opts.MinRateLimit)
+	if len(ids) > c.hub.opts.MaxBatch {
+		b.stream, b.streamFrom, b.streamInit = ids, from, false
+		c.streamStateBatch(b, now)
+		if len(b.stream) > 0 {
+			later(retry)
+		}
+		return
+	}
+	b.inflight = c.pushStateBatchCached(ids, b.compact, now, cache, b.inflight)
+}
+
+// taken drops from seqs the outbox sequence numbers at most drained.
+func taken(seqs []uint64, drained uint64) []uint64 {
+	n := 0
+	for _, s := range seqs {
+		if s > drained {
+			seqs[n] = s
+			n++
+		}
+	}
+	return seqs[:n]
+}
+
+// streamInFlight is how many pieces of a streamed state_batch may wait in
+// the outbox at once: one being written, one ready behind it.
+const streamInFlight = 2
+
+// streamStateBatch queues the next pieces of b's streamed batch, each of
+// at most MaxBatch trackers, while fewer than streamInFlight of them wait
+// in the outbox. Callers hold c.mu.
+func (c *Client) streamStateBatch(b *batchSub, now time.Time) {
+	for len(b.stream) > 0 && len(b.inflight) < streamInFlight && !c.closed {
+		n := min(len(b.stream), c.hub.opts.MaxBatch)
+		piece := b.stream[:n]
+		b.stream = b.stream[n:]
+		before := len(b.inflight)
+		b.inflight = c.pushStateBatch(piece, b.compact, now, false, b.inflight)
+		if len(b.inflight) > before {
+			b.streamInit = false
+		}
+	}
+	if len(b.stream) > 0 {
+		return
+	}
+	b.stream, b.streamFrom = nil, 0
+	if b.streamInit {
+		// Every tracker was blocked or gone: the subscription still gets
+		// its (empty) answer.
+		b.streamInit = false
+		b.inflight = c.pushStateBatch(nil, b.compact, now, true, b.inflight)
+	}
 }
 
 // nextBatch is when the batch after one sent at sent may go: the first
@@ -702,11 +844,11 @@ func nextBatch(sent time.Time, every, slack time.Duration) time.Time {
 
 // pushStateBatchCached is pushStateBatch for the hub's tick: clients due
 // in the same tick with the same changed trackers, format and zone get
-// the same messages, encoded once.
-func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, cache *batchCache) {
+// the same messages, encoded once. It appends the messages' outbox
+// sequence numbers to seqs.
+func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, cache *batchCache, seqs []uint64) []uint64 {
 	if cache == nil {
-		c.pushStateBatch(ids, compact, now, false)
-		return
+		return c.pushStateBatch(ids, compact, now, false, seqs)
 	}
 	key, hit := cache.lookup(ids, compact, c.zone)
 	if !hit {
@@ -714,11 +856,13 @@ func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, 
 		cache.store(key)
 	}
 	for i, m := range key.msgs {
-		if c.pushPos(m, posAt(key.pos, i)) {
+		if seq, ok := c.pushSeq(m, posAt(key.pos, i)); ok {
+			seqs = append(seqs, seq)
 			mEventsBatch.Inc()
 			mBatchEntries.Add(uint64(key.entries[i]))
 		}
 	}
+	return seqs
 }
 
 // pushBatch queues the events of batch subscription b for trackers ids.
@@ -727,7 +871,7 @@ func (c *Client) pushStateBatchCached(ids []int64, compact bool, now time.Time, 
 func (c *Client) pushBatch(b *batchSub, ids []int64, now time.Time, always bool) {
 	switch b.kind {
 	case kindState:
-		c.pushStateBatch(ids, b.compact, now, always)
+		b.inflight = c.pushStateBatch(ids, b.compact, now, always, b.inflight)
 	case kindReadings:
 		c.pushReadings(b, ids, now, always)
 	case kindIoT:
@@ -738,19 +882,22 @@ func (c *Client) pushBatch(b *batchSub, ids []int64, now time.Time, always bool)
 // pushStateBatch queues state_batch events with the current states of
 // ids, skipping blocked and deleted trackers, split into messages of at
 // most MaxBatch states. always sends one (possibly empty) message even
-// when no state qualifies, as the answer to a new subscription.
-func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always bool) {
+// when no state qualifies, as the answer to a new subscription. It
+// appends the messages' outbox sequence numbers to seqs.
+func (c *Client) pushStateBatch(ids []int64, compact bool, now time.Time, always bool, seqs []uint64) []uint64 {
 	msgs, counts, pos := c.buildStateBatch(ids, compact, now)
 	if len(msgs) == 0 && always {
 		b := appendEventHead(nil, TypeStateBatch, now, c.loc)
 		msgs, counts = [][]byte{append(b, "[]}"...)}, []int{0}
 	}
 	for i, m := range msgs {
-		if c.pushPos(m, posAt(pos, i)) {
+		if seq, ok := c.pushSeq(m, posAt(pos, i)); ok {
+			seqs = append(seqs, seq)
 			mEventsBatch.Inc()
 			mBatchEntries.Add(uint64(counts[i]))
 		}
 	}
+	return seqs
 }
 
 // buildStateBatch encodes the state_batch messages for ids, the number
@@ -895,7 +1042,7 @@ func (c *Client) closeLocked(code int, reason string) {
 	}
 	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	c.closed = true
-	c.state, c.batches, c.lag = nil, [3]*batchSub{}, nil
+	c.state, c.batches, c.lag, c.since = nil, [3]*batchSub{}, nil, nil
 	if c.user != nil {
 		c.reindex(before, hadState, hadBatch)
 	}

@@ -98,6 +98,9 @@ func (c *Client) from() uint64 {
 		if b != nil && len(b.pending) > 0 && b.pendingFrom > 0 {
 			low = min(low, b.pendingFrom)
 		}
+		if b != nil && len(b.stream) > 0 && b.streamFrom > 0 {
+			low = min(low, b.streamFrom)
+		}
 	}
 	if len(c.lag) > 0 && c.lagFrom > 0 {
 		low = min(low, c.lagFrom)

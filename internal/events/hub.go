@@ -8,7 +8,12 @@
 // queued messages a client is lagging: its state events are merged (the
 // latest state per tracker is kept and sent when the queue has drained to
 // half), and its state_batch events wait, accumulating changed trackers, so
-// a batch always carries current states. A client whose queue stays past
+// a batch always carries current states. A state_batch is also held while
+// the client has not taken the previous one (the newer batch supersedes
+// it), and one of more than Options.MaxBatch trackers — the answer to a
+// subscription of a large fleet, or a period in which most of it moved —
+// streams in pieces as the client takes them, so a fast-moving fleet never
+// fills a client's queue. A client whose queue stays past
 // the soft limit without draining for Options.StuckAfter is closed with
 // code 1008.
 package events
@@ -166,6 +171,13 @@ type Options struct {
 	// saved again, so that its expiry starts over while the session lives
 	// (default 15s).
 	TouchEvery time.Duration
+	// AsyncShards, when positive, delivers state, lifecycle and tracker
+	// changes on that many workers instead of the publisher's goroutine
+	// (see HandleBus); 0 delivers synchronously. Single node only: with
+	// Sessions set it is ignored.
+	AsyncShards int
+	// AsyncDepth bounds each worker's queue of changes (default 4096).
+	AsyncDepth int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives warnings (default slog.Default()).
@@ -194,6 +206,12 @@ func (o *Options) defaults() {
 	if o.TouchEvery <= 0 {
 		o.TouchEvery = 15 * time.Second
 	}
+	if o.AsyncDepth <= 0 {
+		o.AsyncDepth = 4096
+	}
+	if o.Sessions != nil {
+		o.AsyncShards = 0
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -210,8 +228,10 @@ var (
 	mEventsReadings  = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="readings_batch"`)
 	mEventsIoT       = metrics.Default.NewCounter("fleetwire_events_out_total", "Event messages queued to clients.", `event="iot_monitor"`)
 	mBatchEntries    = metrics.Default.NewCounter("fleetwire_state_batch_entries_total", "States delivered inside state_batch events.", "")
+	mBatchHeld       = metrics.Default.NewCounter("fleetwire_state_batch_held_total", "Times a due state_batch waited for the client to take the previous one, gathering later changes.", "")
 	mMerged          = metrics.Default.NewCounter("fleetwire_events_merged_total", "State events merged into a later state for a lagging client.", "")
 	mDropped         = metrics.Default.NewCounter("fleetwire_events_dropped_total", "Messages refused by a full client queue.", "")
+	mAsyncWaits      = metrics.Default.NewCounter("fleetwire_events_handoff_waits_total", "Changes whose publisher waited for room in a full delivery queue.", "")
 	mSlowClosed      = metrics.Default.NewCounter("fleetwire_slow_clients_closed_total", "Clients closed for not draining their queue.", "")
 	mErrors          = metrics.Default.NewCounter("fleetwire_client_errors_total", "Error messages sent to clients.", "")
 	mLatency         = metrics.Default.NewHistogram("fleetwire_delivery_latency_seconds", "Time from ingest to the event being queued for a client.", "", metrics.LatencyBuckets)
@@ -243,12 +263,14 @@ type Hub struct {
 	follows map[int64]*userFollow
 
 	entries entryCache
+
+	async *asyncDelivery // nil: changes are delivered on the publisher's goroutine
 }
 
 // NewHub returns a hub resolving hashes with a and reading the fleet from d.
 func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 	opts.defaults()
-	return &Hub{
+	h := &Hub{
 		auth: a, dir: d, opts: opts,
 		byTracker: make(map[int64]map[*Client]struct{}),
 		allByUser: make(map[int64]map[*Client]struct{}),
@@ -257,6 +279,27 @@ func NewHub(a Authenticator, d Directory, opts Options) *Hub {
 		due:       make(map[*Client]struct{}),
 		follows:   make(map[int64]*userFollow),
 	}
+	if opts.AsyncShards > 0 {
+		h.async = newAsyncDelivery(h, opts.AsyncShards, opts.AsyncDepth)
+	}
+	return h
+}
+
+// Close delivers the changes still queued for the delivery workers and
+// stops them; changes published later are delivered on the publisher's
+// goroutine. Run calls it when it returns.
+func (h *Hub) Close() {
+	if h.async != nil {
+		h.async.stop()
+	}
+}
+
+// Queued is the number of changes waiting for a delivery worker.
+func (h *Hub) Queued() int {
+	if h.async == nil {
+		return 0
+	}
+	return h.async.queued()
 }
 
 // NewClient starts a client session of a single node.
@@ -302,9 +345,20 @@ func (h *Hub) remove(c *Client) {
 	h.mu.Unlock()
 }
 
-// HandleBus delivers one change to the clients it concerns. It runs on the
-// publisher's goroutine and never blocks on a client.
+// HandleBus delivers one change to the clients it concerns. It never
+// blocks on a client. With Options.AsyncShards it only queues state,
+// lifecycle and tracker changes for the delivery worker of their tracker
+// (in order per tracker; it waits only while that worker's queue is
+// full) and returns; logouts are delivered at once.
 func (h *Hub) HandleBus(m *bus.Message) {
+	if h.async != nil && m.Kind != bus.KindLogout && h.async.send(m) {
+		return
+	}
+	h.deliver(m)
+}
+
+// deliver hands one change to the clients it concerns.
+func (h *Hub) deliver(m *bus.Message) {
 	switch m.Kind {
 	case bus.KindState:
 		if m.State == nil {
@@ -439,6 +493,7 @@ func (h *Hub) markDue(c *Client) {
 // their rate limit, so the clients that follow the same trackers with the
 // same rate limit are due in the same tick and share one encoding.
 func (h *Hub) Run(ctx context.Context) error {
+	defer h.Close()
 	step := h.opts.MinRateLimit
 	tick := time.NewTicker(step)
 	defer tick.Stop()

@@ -64,21 +64,39 @@ func (q *Queue) Push(msg []byte) error { return q.PushMeta(msg, nil) }
 
 // PushMeta appends msg with its metadata. It never blocks.
 func (q *Queue) PushMeta(msg []byte, meta any) error {
+	_, err := q.PushSeq(msg, meta)
+	return err
+}
+
+// PushSeq appends msg with its metadata and returns its sequence number:
+// the count of messages ever pushed, this one included. The message has
+// left the queue once Drained reaches that number. It never blocks.
+func (q *Queue) PushSeq(msg []byte, meta any) (uint64, error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if q.len() >= q.limits.MaxMessages || q.bytes+len(msg) > q.limits.MaxBytes {
 		q.mu.Unlock()
-		return ErrFull
+		return 0, ErrFull
 	}
 	q.msgs = append(q.msgs, Entry{Data: msg, Meta: meta})
 	q.bytes += len(msg)
 	q.pushed++
+	seq := q.pushed
 	q.mu.Unlock()
 	q.signal()
-	return nil
+	return seq, nil
+}
+
+// Drained is how many messages have left the queue, oldest first, minus
+// those put back with Unread: every message whose sequence number (see
+// PushSeq) is at most Drained has been taken by a transport.
+func (q *Queue) Drained() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.drained
 }
 
 func (q *Queue) signal() {

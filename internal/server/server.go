@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -296,6 +297,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("open sessions: %w", err)
 		}
 		evOpts.Sessions, evOpts.Node = sessions, s.cluster.Node()
+	} else if evOpts.AsyncShards == 0 {
+		// A device's answer does not wait for its change to be queued for
+		// every subscriber: one delivery worker per CPU takes it over.
+		evOpts.AsyncShards = runtime.GOMAXPROCS(0)
 	}
 	if hs, ok := st.(store.History); ok {
 		s.History = history.New(s.State, hs, history.Options{Retention: cfg.HistoryRetention, Logger: cfg.Logger})
