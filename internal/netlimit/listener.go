@@ -2,10 +2,12 @@ package netlimit
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
@@ -112,6 +114,15 @@ func (c *Conn) Authenticated() { c.release() }
 func (c *Conn) Close() error {
 	c.release()
 	return c.Conn.Close()
+}
+
+// SyscallConn gives raw access to the underlying connection (a TCP
+// socket), for readiness-driven reads; an error where it has none.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("netlimit: the connection gives no raw access")
 }
 
 // CloseWrite half-closes the connection where the underlying connection

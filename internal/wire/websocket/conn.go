@@ -29,6 +29,7 @@ type Conn struct {
 	rbufp       *[]byte
 	rsize       int // the read buffer's size
 	raw         syscall.RawConn
+	try         bool // inside TryReadMessage
 	rpos, rend  int
 	readLimit   int64
 	idle        time.Duration
@@ -85,6 +86,10 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	c.takeReadBuf()
 	op, msg, err := c.readMessage()
 	if err != nil {
+		if errors.Is(err, ErrWouldBlock) {
+			c.releaseReadBuf()
+			return 0, nil, err
+		}
 		var f *failure
 		if errors.As(err, &f) {
 			c.fail(f)
@@ -100,34 +105,33 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 // frame has arrived. It does not end the connection.
 var ErrWouldBlock = errors.New("websocket: no data to read")
 
-// TryReadMessage is ReadMessage for readiness-driven readers: at a frame
-// boundary with nothing buffered it reads what the socket holds without
-// waiting, and returns ErrWouldBlock, with the read buffer given back to
-// a pool, if there is nothing. Once a frame has begun it reads like
-// ReadMessage, waiting for the rest of the message, so every check of
-// ReadMessage applies. On connections without raw access (not a
-// syscall.Conn, or not on a Unix system) it is ReadMessage.
+// TryReadMessage is ReadMessage for readiness-driven readers: whenever
+// it stands between messages with nothing buffered (at the start, and
+// after a control frame) it reads what the socket holds without waiting,
+// and if that is nothing it returns ErrWouldBlock, with the read buffer
+// given back to a pool. Once a frame has begun it reads like ReadMessage,
+// waiting for the rest of the message, so every check of ReadMessage
+// applies. On connections without raw access (not a syscall.Conn, or
+// not on a Unix system) it is ReadMessage.
 func (c *Conn) TryReadMessage() (Opcode, []byte, error) {
-	if c.readErr != nil {
-		return 0, nil, c.readErr
-	}
-	if c.rpos == c.rend && c.msgOp == 0 {
-		c.takeReadBuf()
-		n, err := c.readNow(c.rbuf)
-		switch {
-		case errors.Is(err, errNoRaw):
-		case errors.Is(err, ErrWouldBlock):
-			c.releaseReadBuf()
-			return 0, nil, err
-		case err != nil:
-			c.readErr = fmt.Errorf("websocket: read: %w", err)
-			c.releaseReadBuf()
-			return 0, nil, c.readErr
-		default:
-			c.rpos, c.rend = 0, n
-		}
-	}
+	c.try = true
+	defer func() { c.try = false }()
 	return c.ReadMessage()
+}
+
+// fillNow is fill without waiting, between messages of TryReadMessage.
+func (c *Conn) fillNow() error {
+	n, err := c.readNow(c.rbuf)
+	switch {
+	case errors.Is(err, errNoRaw):
+		return nil // fill waits, as ReadMessage does
+	case errors.Is(err, ErrWouldBlock):
+		return err
+	case err != nil:
+		return fmt.Errorf("websocket: read: %w", err)
+	}
+	c.rpos, c.rend = 0, n
+	return nil
 }
 
 // errNoRaw: the connection offers no non-blocking read.
@@ -176,6 +180,11 @@ func protocolError(format string, a ...any) error {
 
 func (c *Conn) readMessage() (Opcode, []byte, error) {
 	for {
+		if c.try && c.rpos == c.rend && c.msgOp == 0 {
+			if err := c.fillNow(); err != nil {
+				return 0, nil, err
+			}
+		}
 		h, err := c.nextHeader()
 		if err != nil {
 			return 0, nil, err
