@@ -148,7 +148,17 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // Listener. ctx may have ended already (a WebSocket served after its
 // handler returned).
 func Authenticated(ctx context.Context) {
-	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
-		c.Authenticated()
+	if f := Authenticator(ctx); f != nil {
+		f()
 	}
+}
+
+// Authenticator returns what Authenticated(ctx) does, nil if nothing: for
+// a connection that outlives its request and should not keep its
+// context.
+func Authenticator(ctx context.Context) func() {
+	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
+		return c.Authenticated
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package atmosphere
 
 import (
 	"bytes"
+	"errors"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -79,5 +80,28 @@ func TestIdleWebSocketsHoldNoGoroutines(t *testing.T) {
 		if got := read(t, c); got != "ping" {
 			t.Fatalf("conn %d echo %q", i, got)
 		}
+	}
+}
+
+// TestWebSocketIdleTimeout: the server pings a silent client and closes
+// the connection once nothing came back for the idle timeout; the session
+// gets the connection's end.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	e := newEnv(t, Options{IdleTimeout: 300 * time.Millisecond})
+	c := e.dial(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7")
+	read(t, c)
+	pings := 0
+	c.SetPingHandler(func(string) error { pings++; return nil }) // silent: no pong
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.ReadMessage()
+	if err == nil {
+		t.Fatal("read a message; want the connection closed")
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server did not close a silent connection: %v", err)
+	}
+	if pings == 0 {
+		t.Fatalf("connection closed (%v) without a ping first", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -186,20 +187,27 @@ const (
 //     while a frame is partly received. Without the poller
 //     (Options.GoroutineReads, other systems, a connection that is not a
 //     plain socket) one goroutine reads for the connection's life.
-//   - Heartbeats, pings, the idle timeout and the subscription deadline
-//     are timers (time.AfterFunc), which cost no goroutine while waiting.
+//   - Heartbeats, pings and the idle timeout share one timer
+//     (time.AfterFunc, no goroutine while waiting); a write or a read
+//     only stores a time. The subscription deadline has its own timer
+//     until the client subscribes.
 type wsRun struct {
 	srv       *Server
 	s         *session
 	a         *attachment
 	wc        wsConn
-	ctx       context.Context
+	authn     func() // marks the connection authenticated (netlimit); may be nil
 	heartbeat time.Duration
 	idle      time.Duration
 	hello     *websocket.PreparedMessage // sent first by the first writer, if any
 	watch     *readiness.Watch           // nil: a reader goroutine
 
-	hb, ping, idleT, subscribe, retry, linger *time.Timer
+	// tick is the connection's one timer: heartbeats, pings and the idle
+	// timeout (see tick); subscribe, retry and linger exist only while
+	// needed.
+	tick, subscribe, retry, linger *time.Timer
+	lastRead, lastWrite            atomic.Int64 // monotonic nanoseconds (now)
+	nextPing                       int64        // owned by tick
 
 	mu       sync.Mutex
 	writing  bool // a writer goroutine runs
@@ -222,7 +230,7 @@ func (srv *Server) newWSRun(ctx context.Context, s *session, a *attachment, c *w
 		s:         s,
 		a:         a,
 		wc:        wsConn{conn: c, track: p.track, log: srv.log},
-		ctx:       ctx,
+		authn:     netlimit.Authenticator(ctx),
 		heartbeat: p.heartbeatPeriod(srv.opts.Heartbeat),
 		idle:      srv.opts.IdleTimeout,
 		reading:   readRunning,
@@ -252,8 +260,7 @@ func (r *wsRun) start() {
 	srv, s := r.srv, r.s
 	srv.wg.Add(1)
 	if s.bound() {
-		netlimit.Authenticated(r.ctx)
-		r.authed = true
+		r.authenticated()
 	} else if d := srv.opts.SubscribeWithin; d > 0 {
 		a := r.a
 		r.subscribe = time.AfterFunc(d, func() {
@@ -262,18 +269,12 @@ func (r *wsRun) start() {
 			}
 		})
 	}
-	if r.idle > 0 {
-		// Every client answers a ping with a pong, which counts as the
-		// client being alive: a client that only listens is not taken for
-		// a silent one.
-		r.ping = time.AfterFunc(r.idle/3, r.pingNow)
-		if r.watch != nil {
-			// A goroutine reader has the read deadline for this.
-			r.idleT = time.AfterFunc(r.idle, r.closeConn)
-		}
-	}
-	if r.heartbeat > 0 {
-		r.hb = time.AfterFunc(r.heartbeat, r.heartbeatDue)
+	t := now()
+	r.lastRead.Store(t)
+	r.lastWrite.Store(t)
+	if r.idle > 0 || r.heartbeat > 0 {
+		r.nextPing = t + int64(r.idle/3)
+		r.tick = time.AfterFunc(time.Duration(r.next(t)-t), r.ticked)
 	}
 	kick := r.kick
 	r.a.onStop.Store(&kick)
@@ -389,17 +390,63 @@ func (r *wsRun) step() (end, bool) {
 	return 0, false
 }
 
-func (r *wsRun) resetHeartbeat() {
-	if r.hb != nil {
-		r.hb.Reset(r.heartbeat)
+// monoStart anchors now.
+var monoStart = time.Now()
+
+// now is monotonic nanoseconds since monoStart.
+func now() int64 { return int64(time.Since(monoStart)) }
+
+func (r *wsRun) resetHeartbeat() { r.lastWrite.Store(now()) }
+
+// next is when the timer should fire after t: the next ping, the idle
+// deadline, the heartbeat, whichever comes first.
+func (r *wsRun) next(t int64) int64 {
+	next := int64(1<<63 - 1)
+	if r.idle > 0 {
+		next = r.nextPing
+		if r.watch != nil {
+			// A goroutine reader has the read deadline for this.
+			next = min(next, r.lastRead.Load()+int64(r.idle))
+		}
 	}
+	if r.heartbeat > 0 {
+		hb := r.lastWrite.Load() + int64(r.heartbeat)
+		if hb <= t {
+			hb = t + int64(r.heartbeat) // due now: the writer is on it
+		}
+		next = min(next, hb)
+	}
+	return max(next, t+int64(time.Millisecond))
 }
 
-func (r *wsRun) heartbeatDue() {
+// ticked is the timer: it closes a connection silent for the idle
+// timeout, pings every third of it (every client answers a ping with a
+// pong, which counts as the client being alive: a client that only
+// listens is not taken for a silent one), and has the writer send a
+// heartbeat when nothing was written for the heartbeat period.
+func (r *wsRun) ticked() {
+	t := now()
+	if r.idle > 0 && r.watch != nil && t-r.lastRead.Load() >= int64(r.idle) {
+		r.closeConn()
+		return
+	}
+	if r.idle > 0 && t >= r.nextPing {
+		if r.wc.conn.WritePing(nil) != nil {
+			return
+		}
+		r.nextPing = t + int64(r.idle/3)
+	}
+	if r.heartbeat > 0 && t-r.lastWrite.Load() >= int64(r.heartbeat) {
+		r.mu.Lock()
+		r.hbDue = true
+		r.mu.Unlock()
+		r.kick()
+	}
 	r.mu.Lock()
-	r.hbDue = true
+	if !r.ended {
+		r.tick.Reset(time.Duration(r.next(t) - t))
+	}
 	r.mu.Unlock()
-	r.kick()
 }
 
 func (r *wsRun) retried() {
@@ -407,18 +454,6 @@ func (r *wsRun) retried() {
 	r.retrying = false
 	r.mu.Unlock()
 	r.kick()
-}
-
-// pingNow pings the client and schedules the next ping.
-func (r *wsRun) pingNow() {
-	if r.wc.conn.WritePing(nil) != nil {
-		return
-	}
-	r.mu.Lock()
-	if !r.ended {
-		r.ping.Reset(r.idle / 3)
-	}
-	r.mu.Unlock()
 }
 
 // finish ends the delivery: the attachment is released, the close frame
@@ -429,7 +464,10 @@ func (r *wsRun) finish(res end) {
 	r.mu.Lock()
 	r.ended = true
 	r.mu.Unlock()
-	for _, t := range []*time.Timer{r.hb, r.ping, r.subscribe, r.retry} {
+	r.mu.Lock()
+	sub := r.subscribe
+	r.mu.Unlock()
+	for _, t := range []*time.Timer{r.tick, sub, r.retry} {
 		if t != nil {
 			t.Stop()
 		}
@@ -490,9 +528,6 @@ func (r *wsRun) closeConn() {
 // readEnded is the reader's end: the writer learns the connection is
 // gone; after the delivery ended, the connection is closed.
 func (r *wsRun) readEnded() {
-	if r.idleT != nil {
-		r.idleT.Stop()
-	}
 	r.mu.Lock()
 	ended, linger := r.ended, r.linger
 	r.mu.Unlock()
@@ -517,8 +552,8 @@ func (r *wsRun) settle() {
 	}
 	r.settled = true
 	r.mu.Unlock()
-	if r.idleT != nil {
-		r.idleT.Stop()
+	if r.tick != nil {
+		r.tick.Stop()
 	}
 	r.srv.wg.Done()
 }
@@ -537,9 +572,7 @@ func (r *wsRun) readable() {
 
 // readSome reads and handles what the socket holds, then arms it again.
 func (r *wsRun) readSome() {
-	if r.idleT != nil {
-		r.idleT.Reset(r.idle)
-	}
+	r.lastRead.Store(now())
 	for {
 		op, data, err := r.wc.conn.TryReadMessage()
 		if errors.Is(err, websocket.ErrWouldBlock) {
@@ -594,7 +627,22 @@ func (r *wsRun) handle(op websocket.Opcode, data []byte) {
 	}
 	r.s.app.Receive(data)
 	if !r.authed && r.s.bound() {
-		r.authed = true
-		netlimit.Authenticated(r.ctx)
+		r.authenticated()
 	}
+}
+
+// authenticated marks the connection authenticated, and drops the
+// subscription deadline.
+func (r *wsRun) authenticated() {
+	r.authed = true
+	if r.authn != nil {
+		r.authn()
+		r.authn = nil
+	}
+	r.mu.Lock()
+	if r.subscribe != nil {
+		r.subscribe.Stop()
+		r.subscribe = nil
+	}
+	r.mu.Unlock()
 }
