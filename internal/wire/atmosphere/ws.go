@@ -276,13 +276,14 @@ func (r *wsRun) start() {
 		r.nextPing = t + int64(r.idle/3)
 		r.tick = time.AfterFunc(time.Duration(r.next(t)-t), r.ticked)
 	}
-	kick := r.kick
-	r.a.onStop.Store(&kick)
-	s.q.SetNotify(kick)
-
+	// The first writer is counted before the hooks can start one, so
+	// there is never more than one.
 	r.mu.Lock()
 	r.writing = true
 	r.mu.Unlock()
+	kick := r.kick
+	r.a.onStop.Store(&kick)
+	s.q.SetNotify(kick)
 	go r.writeLoop()
 
 	if r.watch == nil {
