@@ -83,14 +83,6 @@ func (c *wsConn) send(m *websocket.PreparedMessage) error {
 	return err
 }
 
-func (c *wsConn) sendText(b []byte) error {
-	m, err := websocket.NewPreparedMessage(websocket.OpText, b)
-	if err != nil {
-		return err
-	}
-	return c.send(m)
-}
-
 func (c *wsConn) heartbeat() error { return c.send(wsHeartbeat) }
 
 // closeFrame sends a close frame; only the first one goes out.
