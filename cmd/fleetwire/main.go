@@ -91,6 +91,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.DurationVar(&f.cfg.Heartbeat, "heartbeat", 60*time.Second, "server heartbeat period on idle event connections")
 	fs.DurationVar(&f.cfg.ClientHeartbeat, "client-heartbeat", 30*time.Second, "client heartbeat period announced in the Atmosphere handshake, as the published service does (0: clients send none)")
 	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
+	fs.BoolVar(&f.cfg.WSGoroutineReads, "ws-goroutine-reads", false, "read each event WebSocket with a goroutine of its own instead of waiting for readiness on the shared epoll poller (the portable path; always taken where there is no poller)")
 	fs.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "close event WebSockets silent for this long (pings every third of it count; clients are asked in the handshake to send heartbeats every third of it; 0: never)")
 	fs.IntVar(&f.cfg.MaxSessionsPerAddr, "sessions-per-addr", 256, "event sessions alive at once per client address; more are refused with 429 (-1: no cap)")
 	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")

@@ -2,10 +2,12 @@ package netlimit
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/apierr"
@@ -114,6 +116,15 @@ func (c *Conn) Close() error {
 	return c.Conn.Close()
 }
 
+// SyscallConn gives raw access to the underlying connection (a TCP
+// socket), for readiness-driven reads; an error where it has none.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("netlimit: the connection gives no raw access")
+}
+
 // CloseWrite half-closes the connection where the underlying connection
 // can (TCP), as net/http does before closing a connection after an error.
 func (c *Conn) CloseWrite() error {
@@ -137,7 +148,17 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // Listener. ctx may have ended already (a WebSocket served after its
 // handler returned).
 func Authenticated(ctx context.Context) {
-	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
-		c.Authenticated()
+	if f := Authenticator(ctx); f != nil {
+		f()
 	}
+}
+
+// Authenticator returns what Authenticated(ctx) does, nil if nothing: for
+// a connection that outlives its request and should not keep its
+// context.
+func Authenticator(ctx context.Context) func() {
+	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
+		return c.Authenticated
+	}
+	return nil
 }

@@ -40,6 +40,7 @@ type Queue struct {
 	bytes   int
 	limits  Limits
 	ready   chan struct{}
+	notify  func() // called after every signal; see SetNotify
 	done    chan struct{}
 	closed  bool
 	code    int
@@ -85,8 +86,9 @@ func (q *Queue) PushSeq(msg []byte, meta any) (uint64, error) {
 	q.bytes += len(msg)
 	q.pushed++
 	seq := q.pushed
+	fn := q.notify
 	q.mu.Unlock()
-	q.signal()
+	q.signal(fn)
 	return seq, nil
 }
 
@@ -99,11 +101,26 @@ func (q *Queue) Drained() uint64 {
 	return q.drained
 }
 
-func (q *Queue) signal() {
+// signal signals Ready and calls fn, the notify hook read under the lock.
+func (q *Queue) signal(fn func()) {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
+	if fn != nil {
+		fn()
+	}
+}
+
+// SetNotify makes fn be called, outside the queue's lock, whenever Ready
+// is signalled (after every Push and Unread, and on Close); nil removes
+// it. It lets a transport with no goroutine of its own waiting on Ready
+// start a writer only when there is something to write. fn must not
+// block; it may call the queue.
+func (q *Queue) SetNotify(fn func()) {
+	q.mu.Lock()
+	q.notify = fn
+	q.mu.Unlock()
 }
 
 func (q *Queue) len() int { return len(q.msgs) - q.head }
@@ -172,8 +189,9 @@ func (q *Queue) Unread(msgs []Entry) {
 		q.bytes += len(m.Data)
 	}
 	q.drained -= uint64(len(msgs))
+	fn := q.notify
 	q.mu.Unlock()
-	q.signal()
+	q.signal(fn)
 }
 
 // Close ends the session from the producer's side. Messages already queued
@@ -186,9 +204,10 @@ func (q *Queue) Close(code int, reason string) {
 		return
 	}
 	q.closed, q.code, q.reason = true, code, reason
+	fn := q.notify
 	q.mu.Unlock()
 	close(q.done)
-	q.signal()
+	q.signal(fn)
 }
 
 // Done is closed by Close.

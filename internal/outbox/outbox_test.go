@@ -53,3 +53,32 @@ func TestQueueClose(t *testing.T) {
 		t.Fatalf("queued message lost on close: %q", got)
 	}
 }
+
+func TestNotifyOnPushUnreadClose(t *testing.T) {
+	q := New(Limits{})
+	calls := 0
+	q.SetNotify(func() {
+		calls++
+		// The hook runs outside the lock: it may use the queue.
+		_ = q.Len()
+	})
+	if err := q.Push([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("after Push: %d calls, want 1", calls)
+	}
+	q.Unread(q.Drain(nil, 0))
+	if calls != 2 {
+		t.Fatalf("after Unread: %d calls, want 2", calls)
+	}
+	q.Close(1000, "")
+	if calls != 3 {
+		t.Fatalf("after Close: %d calls, want 3", calls)
+	}
+	q.SetNotify(nil)
+	q.Unread([]Entry{{Data: []byte("b")}})
+	if calls != 3 {
+		t.Fatalf("after SetNotify(nil): %d calls, want 3", calls)
+	}
+}

@@ -88,6 +88,9 @@ type Config struct {
 	// clients are asked in the handshake to send a heartbeat every third
 	// of it, unless ClientHeartbeat is at most half of it.
 	IdleTimeout time.Duration
+	// WSGoroutineReads reads each event WebSocket with a goroutine of its
+	// own instead of the shared readiness poller (the portable path).
+	WSGoroutineReads bool
 	// BodyTimeout bounds how long a request body may take to arrive on
 	// every HTTP listener, counted from the start of the request (default
 	// DefaultBodyTimeout; negative: no bound).
@@ -341,6 +344,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Heartbeat:          cfg.Heartbeat,
 		ClientHeartbeat:    clientHeartbeat,
 		IdleTimeout:        cfg.IdleTimeout,
+		GoroutineReads:     cfg.WSGoroutineReads,
 		SessionGrace:       cfg.SessionGrace,
 		LongPollTimeout:    cfg.LongPollTimeout,
 		Logger:             cfg.Logger,

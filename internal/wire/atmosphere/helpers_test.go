@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +121,12 @@ func (c *cutConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// SyscallConn gives the socket's raw access, so that the server reads
+// through the readiness poller as it does on a plain TCP connection.
+func (c *cutConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
 func (l *cutListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -162,12 +170,20 @@ type testEnv struct {
 	ln  *cutListener
 }
 
+// goroutineReads makes every test server read WebSockets with a goroutine
+// each (the portable path) instead of the readiness poller; set by
+// FLEETWIRE_GOROUTINE_READS=1, to run the suite both ways.
+var goroutineReads = os.Getenv("FLEETWIRE_GOROUTINE_READS") == "1"
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newEnv(t *testing.T, opts Options) *testEnv {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
+	}
+	if goroutineReads {
+		opts.GoroutineReads = true
 	}
 	h := newEchoHandler()
 	srv := NewServer(h, opts)

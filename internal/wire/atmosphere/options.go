@@ -59,6 +59,12 @@ type Options struct {
 	// negative turns compression off. Each message is compressed once and
 	// the same frame goes to every connection that sends it.
 	CompressionThreshold int
+	// GoroutineReads reads each WebSocket with a goroutine of its own,
+	// parked in Read while the client is silent, instead of waiting for
+	// readiness on the shared poller (package readiness). It is the
+	// portable path, taken anyway where there is no poller or the
+	// connection is not a plain socket.
+	GoroutineReads bool
 	// Logger receives diagnostics (default slog.Default()).
 	Logger *slog.Logger
 }

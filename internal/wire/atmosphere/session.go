@@ -52,8 +52,9 @@ type attachment struct {
 	counted bool
 
 	stopOnce sync.Once
-	stop     chan struct{} // closed by detach
-	code     int           // close code and reason, set before stop is closed
+	stop     chan struct{}          // closed by detach
+	onStop   atomic.Pointer[func()] // called by detach after stop is closed
+	code     int                    // close code and reason, set before stop is closed
 	reason   string
 	done     chan struct{} // closed by release, once the transport stopped delivering
 	released atomic.Bool
@@ -69,6 +70,9 @@ func (a *attachment) detach(code int, reason string) {
 	a.stopOnce.Do(func() {
 		a.code, a.reason = code, reason
 		close(a.stop)
+		if f := a.onStop.Load(); f != nil {
+			(*f)()
+		}
 	})
 }
 

@@ -9,12 +9,20 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
 // echoServer serves an Upgrader that echoes every message; the error that
 // ended each connection is sent on errs.
 func echoServer(t *testing.T, u *Upgrader) (*httptest.Server, chan error) {
+	t.Helper()
+	return echoServerWith(t, u, (*Conn).ReadMessage)
+}
+
+// echoServerWith is echoServer reading with read.
+func echoServerWith(t *testing.T, u *Upgrader, read func(*Conn) (Opcode, []byte, error)) (*httptest.Server, chan error) {
 	t.Helper()
 	errs := make(chan error, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -24,7 +32,7 @@ func echoServer(t *testing.T, u *Upgrader) (*httptest.Server, chan error) {
 		}
 		defer c.Close()
 		for {
-			op, msg, err := c.ReadMessage()
+			op, msg, err := read(c)
 			if err != nil {
 				errs <- err
 				return
@@ -322,6 +330,60 @@ func TestAutobahnCases(t *testing.T) {
 			}
 			runCase(t, srv, errs, tc)
 		})
+	}
+}
+
+// tryRead reads like a readiness-driven server: TryReadMessage, and on
+// ErrWouldBlock a wait until the socket is readable. It counts the
+// ErrWouldBlock answers and fails the test if the read buffer is still
+// held after one.
+func tryRead(t *testing.T, blocked *atomic.Int64) func(*Conn) (Opcode, []byte, error) {
+	return func(c *Conn) (Opcode, []byte, error) {
+		for {
+			op, msg, err := c.TryReadMessage()
+			if !errors.Is(err, ErrWouldBlock) {
+				return op, msg, err
+			}
+			blocked.Add(1)
+			if c.rbuf != nil {
+				t.Error("read buffer held by an idle connection")
+			}
+			rc, err := c.nc.(syscall.Conn).SyscallConn()
+			if err != nil {
+				return 0, nil, err
+			}
+			waited := false
+			if err := rc.Read(func(uintptr) bool {
+				if waited {
+					return true
+				}
+				waited = true
+				return false // wait for readability once
+			}); err != nil {
+				return 0, nil, err
+			}
+		}
+	}
+}
+
+// TestAutobahnCasesTryRead runs the table against an echo server that
+// reads with TryReadMessage: a reader that gives up its buffer and waits
+// for readiness between frames keeps every check of ReadMessage.
+func TestAutobahnCasesTryRead(t *testing.T) {
+	var blocked atomic.Int64
+	srv, errs := echoServerWith(t, &Upgrader{ReadLimit: 65536}, tryRead(t, &blocked))
+	small, smallErrs := echoServerWith(t, &Upgrader{ReadLimit: 4096}, tryRead(t, &blocked))
+	for _, tc := range abCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.HasPrefix(tc.name, "limit: ") && strings.Contains(tc.name, "read limit") {
+				runCase(t, small, smallErrs, tc)
+				return
+			}
+			runCase(t, srv, errs, tc)
+		})
+	}
+	if blocked.Load() == 0 {
+		t.Fatal("TryReadMessage never found the socket empty: the non-blocking path was not exercised")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -24,7 +25,11 @@ type Conn struct {
 	subprotocol string
 
 	// Read side: owned by the reader.
-	rbuf        []byte
+	rbuf        []byte // nil while idle after TryReadMessage (see releaseReadBuf)
+	rbufp       *[]byte
+	rsize       int // the read buffer's size
+	raw         syscall.RawConn
+	try         bool // inside TryReadMessage
 	rpos, rend  int
 	readLimit   int64
 	idle        time.Duration
@@ -78,8 +83,13 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
+	c.takeReadBuf()
 	op, msg, err := c.readMessage()
 	if err != nil {
+		if errors.Is(err, ErrWouldBlock) {
+			c.releaseReadBuf()
+			return 0, nil, err
+		}
 		var f *failure
 		if errors.As(err, &f) {
 			c.fail(f)
@@ -91,12 +101,90 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	return op, msg, nil
 }
 
+// ErrWouldBlock is returned by TryReadMessage when no byte of a next
+// frame has arrived. It does not end the connection.
+var ErrWouldBlock = errors.New("websocket: no data to read")
+
+// TryReadMessage is ReadMessage for readiness-driven readers: whenever
+// it stands between messages with nothing buffered (at the start, and
+// after a control frame) it reads what the socket holds without waiting,
+// and if that is nothing it returns ErrWouldBlock, with the read buffer
+// given back to a pool. Once a frame has begun it reads like ReadMessage,
+// waiting for the rest of the message, so every check of ReadMessage
+// applies. On connections without raw access (not a syscall.Conn, or
+// not on a Unix system) it is ReadMessage.
+func (c *Conn) TryReadMessage() (Opcode, []byte, error) {
+	c.try = true
+	defer func() { c.try = false }()
+	return c.ReadMessage()
+}
+
+// fillNow is fill without waiting, between messages of TryReadMessage.
+func (c *Conn) fillNow() error {
+	n, err := c.readNow(c.rbuf)
+	switch {
+	case errors.Is(err, errNoRaw):
+		return nil // fill waits, as ReadMessage does
+	case errors.Is(err, ErrWouldBlock):
+		return err
+	case err != nil:
+		return fmt.Errorf("websocket: read: %w", err)
+	}
+	c.rpos, c.rend = 0, n
+	return nil
+}
+
+// errNoRaw: the connection offers no non-blocking read.
+var errNoRaw = errors.New("websocket: no raw connection")
+
+// readBufs pools read buffers by size (*sync.Pool of *[]byte).
+var readBufs sync.Map
+
+func readBufPool(size int) *sync.Pool {
+	if p, ok := readBufs.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := readBufs.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}})
+	return p.(*sync.Pool)
+}
+
+// takeReadBuf gives the reader a read buffer if it gave its back.
+func (c *Conn) takeReadBuf() {
+	if c.rbuf != nil {
+		return
+	}
+	c.rbufp = readBufPool(c.rsize).Get().(*[]byte)
+	c.rbuf = *c.rbufp
+	c.rpos, c.rend = 0, 0
+}
+
+// releaseReadBuf gives an empty read buffer back: an idle connection
+// holds none.
+func (c *Conn) releaseReadBuf() {
+	if c.rbuf == nil || c.rpos != c.rend {
+		return
+	}
+	if c.rbufp != nil {
+		readBufPool(c.rsize).Put(c.rbufp)
+	}
+	c.rbuf, c.rbufp = nil, nil
+	c.rpos, c.rend = 0, 0
+}
+
 func protocolError(format string, a ...any) error {
 	return &failure{kind: ErrProtocol, code: CloseProtocolError, detail: fmt.Sprintf(format, a...)}
 }
 
 func (c *Conn) readMessage() (Opcode, []byte, error) {
 	for {
+		if c.try && c.rpos == c.rend && c.msgOp == 0 {
+			if err := c.fillNow(); err != nil {
+				return 0, nil, err
+			}
+		}
 		h, err := c.nextHeader()
 		if err != nil {
 			return 0, nil, err
@@ -308,6 +396,7 @@ func (c *Conn) finish() (Opcode, []byte, error) {
 // fail sends the close frame for f, shuts the socket for writing, and
 // reads (discarding) until the peer closes or closeLinger passes.
 func (c *Conn) fail(f *failure) {
+	c.takeReadBuf()
 	_ = c.WriteClose(f.code, "")
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()

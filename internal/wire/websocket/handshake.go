@@ -203,6 +203,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h http.Header
 	size = max(size, minReadBuffer)
 	c := &Conn{
 		nc:           nc,
+		rsize:        size,
 		subprotocol:  proto,
 		readLimit:    u.ReadLimit,
 		idle:         u.IdleTimeout,
