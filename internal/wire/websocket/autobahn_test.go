@@ -352,13 +352,13 @@ func tryRead(t *testing.T, blocked *atomic.Int64) func(*Conn) (Opcode, []byte, e
 			if err != nil {
 				return 0, nil, err
 			}
-			waited := false
-			if err := rc.Read(func(uintptr) bool {
-				if waited {
-					return true
-				}
-				waited = true
-				return false // wait for readability once
+			// Wait until a byte (or the peer's end) is there. The check
+			// must look at the socket itself: the poller forgets
+			// readiness that came before this wait began.
+			if err := rc.Read(func(fd uintptr) bool {
+				var b [1]byte
+				n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				return n > 0 || !errors.Is(err, syscall.EAGAIN)
 			}); err != nil {
 				return 0, nil, err
 			}
