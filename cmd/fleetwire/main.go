@@ -93,6 +93,7 @@ func parseServerFlags(name string, args []string, out io.Writer) (*serverFlags, 
 	fs.DurationVar(&f.cfg.SessionGrace, "session-grace", 60*time.Second, "how long a disconnected client session keeps its subscriptions and queued events")
 	fs.BoolVar(&f.cfg.WSGoroutineReads, "ws-goroutine-reads", false, "read each event WebSocket with a goroutine of its own instead of waiting for readiness on the shared epoll poller (the portable path; always taken where there is no poller)")
 	fs.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "close event WebSockets silent for this long (pings every third of it count; clients are asked in the handshake to send heartbeats every third of it; 0: never)")
+	fs.IntVar(&f.cfg.Events.AsyncShards, "delivery-workers", 0, "single node: deliver changes to subscribers on this many workers instead of the device's request (-1: one per CPU; 0: the request delivers, so a device is slowed while its subscribers' queues take its change)")
 	fs.IntVar(&f.cfg.MaxSessionsPerAddr, "sessions-per-addr", 256, "event sessions alive at once per client address; more are refused with 429 (-1: no cap)")
 	fs.DurationVar(&f.cfg.LongPollTimeout, "long-poll-timeout", 30*time.Second, "how long a long-poll request is held")
 	fs.StringVar(&f.cfg.MQTTURL, "mqtt-url", os.Getenv("FLEETWIRE_MQTT_URL"), "MQTT broker for device telemetry, the topic bridge and commands, e.g. tcp://127.0.0.1:1883 (default: the embedded broker)")

@@ -300,9 +300,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("open sessions: %w", err)
 		}
 		evOpts.Sessions, evOpts.Node = sessions, s.cluster.Node()
-	} else if evOpts.AsyncShards == 0 {
-		// A device's answer does not wait for its change to be queued for
-		// every subscriber: one delivery worker per CPU takes it over.
+	} else if evOpts.AsyncShards < 0 {
+		// Delivery workers, one per CPU: a device's answer does not wait
+		// for its change to be queued for every subscriber. Off by
+		// default: without the wait, a tracker followed by more clients
+		// than the node can write to builds a backlog instead of slowing
+		// its device, and the writes lose their coalescing (see README).
 		evOpts.AsyncShards = runtime.GOMAXPROCS(0)
 	}
 	if hs, ok := st.(store.History); ok {
