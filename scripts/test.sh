@@ -2,7 +2,7 @@
 # Sets up everything the tests need on a fresh machine, then runs them all:
 # Node packages for the real-client interop tests, Debian's Chromium for the
 # browser test, mosquitto-clients for the MQTT bridge tests, nginx for the
-# cluster test behind a round-robin proxy, then go vet,
+# cluster test behind a round-robin proxy, then go mod tidy -diff, go vet,
 # staticcheck, the race-enabled test suite and a short run of every fuzz target.
 # "./scripts/test.sh fuzz [pattern]" instead runs only the fuzz targets, each
 # for $FUZZTIME (default 10m).
@@ -79,6 +79,9 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change: $unformatted"
 	exit 1
 fi
+
+log "go mod tidy -diff"
+go mod tidy -diff
 
 log "go vet"
 go vet ./...
