@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,23 +122,28 @@ func (p *pollClient) push(v any) {
 // gets every accepted fix exactly once and in order.
 func TestLongPollingRoundRobin(t *testing.T) {
 	c := newCluster(t, "", 3)
-	lb := roundRobin(t, c)
-	uid, hash := c.nodes[0].user("gus")
-	tid, src := c.nodes[0].tracker(uid, "dev-gus")
-	p := &pollClient{eventClient: newEventClient(t, hash), base: lb.URL}
+	longPollEveryFix(t, c, roundRobin(t, c).URL, "gus", 60, "over 3 nodes")
+}
+
+// longPollEveryFix has a long-polling client of a new user, polling
+// through base, follow one tracker while its device reports, for at least
+// polls polls, and checks that every accepted fix arrived exactly once,
+// in order.
+func longPollEveryFix(t *testing.T, c *cluster, base, login string, polls int64, via string) {
+	t.Helper()
+	uid, hash := c.nodes[0].user(login)
+	tid, src := c.nodes[0].tracker(uid, "dev-"+login)
+	p := &pollClient{eventClient: newEventClient(t, hash), base: base}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := p.poll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p.id == "0" {
-		t.Fatal("no handshake")
+	if err := p.poll(ctx); err != nil || p.id == "0" {
+		t.Fatalf("handshake %s: %v", via, err)
 	}
 	p.mu.Lock()
 	p.sources[tid] = src
 	p.mu.Unlock()
 	p.push(map[string]any{"action": "subscribe", "hash": hash, "requests": []any{map[string]any{"type": "state", "trackers": []int64{tid}}}})
-	var polls atomic.Int64
+	var done atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -146,21 +152,21 @@ func TestLongPollingRoundRobin(t *testing.T) {
 			if err := p.poll(ctx); err != nil && ctx.Err() == nil {
 				time.Sleep(20 * time.Millisecond)
 			}
-			polls.Add(1)
+			done.Add(1)
 		}
 	}()
-	dev := &device{id: "dev-gus"}
+	dev := &device{id: "dev-" + login}
 	dctx, dcancel := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { defer wg.Done(); dev.run(dctx, c, 10*time.Millisecond) }()
-	waitFor(t, 60*time.Second, "60 polls", func() bool { return polls.Load() >= 60 })
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d polls", polls), func() bool { return done.Load() >= polls })
 	dcancel()
 	accepted := dev.acceptedSeqs()
 	waitFor(t, 30*time.Second, "every accepted fix at the client", func() bool { return p.has(src, accepted) })
 	cancel()
 	wg.Wait()
 	missing, dups, disorder, detail := p.verdict(src, accepted, dev.resentSeqs())
-	t.Logf("%d polls over 3 nodes: %d fixes accepted, %d missing, %d duplicated, %d out of order", polls.Load(), len(accepted), missing, dups, disorder)
+	t.Logf("%d polls %s: %d fixes accepted, %d missing, %d duplicated, %d out of order", done.Load(), via, len(accepted), missing, dups, disorder)
 	if missing != 0 || dups != 0 || disorder != 0 {
 		t.Fatalf("%d missing, %d duplicated, %d out of order: %s", missing, dups, disorder, detail)
 	}
@@ -266,44 +272,5 @@ func nginxFront(t *testing.T, c *cluster) string {
 // stickiness) gets every accepted fix exactly once.
 func TestNginxRoundRobin(t *testing.T) {
 	c := newCluster(t, "", 3, "--trust-proxy")
-	base := nginxFront(t, c)
-	uid, hash := c.nodes[0].user("lou")
-	tid, src := c.nodes[0].tracker(uid, "dev-lou")
-	p := &pollClient{eventClient: newEventClient(t, hash), base: base}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := p.poll(ctx); err != nil || p.id == "0" {
-		t.Fatalf("handshake through nginx: %v", err)
-	}
-	p.mu.Lock()
-	p.sources[tid] = src
-	p.mu.Unlock()
-	p.push(map[string]any{"action": "subscribe", "hash": hash, "requests": []any{map[string]any{"type": "state", "trackers": []int64{tid}}}})
-	var polls atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			if err := p.poll(ctx); err != nil && ctx.Err() == nil {
-				time.Sleep(20 * time.Millisecond)
-			}
-			polls.Add(1)
-		}
-	}()
-	dev := &device{id: "dev-lou"}
-	dctx, dcancel := context.WithCancel(ctx)
-	wg.Add(1)
-	go func() { defer wg.Done(); dev.run(dctx, c, 10*time.Millisecond) }()
-	waitFor(t, 60*time.Second, "40 polls", func() bool { return polls.Load() >= 40 })
-	dcancel()
-	accepted := dev.acceptedSeqs()
-	waitFor(t, 30*time.Second, "every accepted fix at the client", func() bool { return p.has(src, accepted) })
-	cancel()
-	wg.Wait()
-	missing, dups, disorder, detail := p.verdict(src, accepted, dev.resentSeqs())
-	t.Logf("%d polls through nginx: %d fixes accepted, %d missing, %d duplicated, %d out of order", polls.Load(), len(accepted), missing, dups, disorder)
-	if missing != 0 || dups != 0 || disorder != 0 {
-		t.Fatalf("%d missing, %d duplicated, %d out of order: %s", missing, dups, disorder, detail)
-	}
+	longPollEveryFix(t, c, nginxFront(t, c), "lou", 40, "through nginx")
 }
