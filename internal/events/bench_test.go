@@ -114,12 +114,7 @@ func BenchmarkFleetTick(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				b.StopTimer()
-				for i, d := range devs {
-					speed := 40.0
-					if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: d, Location: &fleet.Location{Lat: float64(i) * 1e-4, Lng: 13}, Speed: &speed}); err != nil {
-						b.Fatal(err)
-					}
-				}
+				f.moveAll(b, devs, 1e-4)
 				at = at.Add(time.Second)
 				cache.reset()
 				b.StartTimer()
@@ -170,12 +165,7 @@ func BenchmarkStateBatchStream100k(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				b.StopTimer()
-				for i, d := range devs {
-					speed := 40.0
-					if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: d, Location: &fleet.Location{Lat: float64(i) * 1e-5, Lng: 13}, Speed: &speed}); err != nil {
-						b.Fatal(err)
-					}
-				}
+				f.moveAll(b, devs, 1e-5)
 				at = at.Add(time.Second)
 				b.StartTimer()
 				if streamed {
@@ -242,5 +232,17 @@ func BenchmarkApplyFleet(b *testing.B) {
 			b.StopTimer()
 			f.hub.Close()
 		})
+	}
+}
+
+// moveAll reports a moving fix for every device, device i at latitude
+// i·step.
+func (f *fixture) moveAll(b *testing.B, devs []string, step float64) {
+	b.Helper()
+	speed := 40.0
+	for i, d := range devs {
+		if _, err := f.reg.Apply(f.ctx, &state.Fix{DeviceID: d, Location: &fleet.Location{Lat: float64(i) * step, Lng: 13}, Speed: &speed}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
