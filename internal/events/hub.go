@@ -294,6 +294,15 @@ func (h *Hub) Close() {
 	}
 }
 
+// Workers is the number of delivery workers (0: changes are delivered on
+// the publisher's goroutine).
+func (h *Hub) Workers() int {
+	if h.async == nil {
+		return 0
+	}
+	return len(h.async.shards)
+}
+
 // Queued is the number of changes waiting for a delivery worker.
 func (h *Hub) Queued() int {
 	if h.async == nil {

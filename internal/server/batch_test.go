@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/fleetwire/fleetwire/internal/events"
@@ -74,4 +75,37 @@ func TestStateBatchStreamsOverSocket(t *testing.T) {
 		}
 	}
 	readUntil(13.5)
+}
+
+// TestDeliveryWorkers runs the server with --delivery-workers -1: every
+// fix of a tracker still reaches a state subscriber, once and in order,
+// and the hub's workers have nothing left queued afterwards.
+func TestDeliveryWorkers(t *testing.T) {
+	h := startServer(t, func(c *Config) { c.Events = events.Options{AsyncShards: -1} })
+	if w := h.srv.Hub.Workers(); w != runtime.GOMAXPROCS(0) {
+		t.Fatalf("%d delivery workers, want one per CPU (%d)", w, runtime.GOMAXPROCS(0))
+	}
+	uid := h.createUser("workers@example.com", "secret-1", "UTC")
+	tr := h.createTracker(uid, "Van", "workers-01")
+	h.fix(tr.device, 10, 13.25, 10)
+	hash := h.login("workers@example.com", "secret-1")
+	c := h.dialEvents(nil)
+	c.send(subscribeMsg(hash, map[string]any{"type": "state", "trackers": []int64{tr.id}}))
+	c.await(wait, "initial state", isEvent("state"))
+	const n = 50
+	for i := 1; i <= n; i++ {
+		h.fix(tr.device, 10+float64(i)*1e-3, 13.25, 10)
+	}
+	last := 10.0
+	for last < 10+n*1e-3-1e-9 {
+		m := c.await(wait, "state", isEvent("state"))
+		lat := m["data"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)["lat"].(float64)
+		if lat <= last {
+			t.Fatalf("state at lat %v after %v: out of order or repeated", lat, last)
+		}
+		last = lat
+	}
+	if q := h.srv.Hub.Queued(); q != 0 {
+		t.Fatalf("%d changes still queued for the delivery workers", q)
+	}
 }
