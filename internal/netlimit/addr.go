@@ -45,8 +45,11 @@ import (
 // AddrKey returns the source key of a client address given as
 // http.Request.RemoteAddr or net.Addr.String() ("host:port", or a bare
 // host): the IP address for IPv4 (and IPv4-mapped IPv6), the /64 prefix
-// for IPv6. An address without an IP address in it is returned whole, so
-// that a key is always its own key.
+// for IPv6. A prefix ("2001:db8::/48", as a forwarded address could claim)
+// is keyed by its first address, so it shares the key of the addresses
+// it names and never stands apart as a key of its own. An address without
+// an IP address in it is returned whole, so that a key is always its own
+// key.
 func AddrKey(remoteAddr string) string {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -54,7 +57,11 @@ func AddrKey(remoteAddr string) string {
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
-		return remoteAddr
+		p, perr := netip.ParsePrefix(host)
+		if perr != nil {
+			return remoteAddr
+		}
+		a = p.Masked().Addr()
 	}
 	a = a.Unmap()
 	if a.Is4() {
