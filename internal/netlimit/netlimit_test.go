@@ -28,7 +28,7 @@ func TestAddrKey(t *testing.T) {
 		"[2001:db8:1:3::1]:443":       "2001:db8:1:3::/64",
 		"192.168.000.001:80":          "192.168.000.001:80", // not an IP address to netip: kept whole
 		"[2001:DB8:0:0:0:0:0:1]:1883": "2001:db8::/64",
-		"::/0":                        "::/64",         // a prefix takes the key of its first address
+		"::/0":                        "::/64",           // a prefix takes the key of its first address
 		"2001:db8:1:2::/48":           "2001:db8:1::/64", // masked first
 		"10.1.2.3/8":                  "10.0.0.0",
 	} {
