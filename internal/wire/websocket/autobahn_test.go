@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // echoServer serves an Upgrader that echoes every message; the error that
@@ -281,9 +282,23 @@ func runCase(t *testing.T, srv *httptest.Server, errs chan error, tc abCase, lin
 	runCaseOn(t, c, errs, tc)
 }
 
-// runCaseOn runs a case on a connected client.
+// runCaseOn runs a case on a connected client. The server's error for
+// the connection is taken from errs even when the case fails early, so
+// that the next case on the same server reads its own.
 func runCaseOn(t *testing.T, c *rawClient, errs chan error, tc abCase) {
 	t.Helper()
+	taken := false
+	defer func() {
+		if taken {
+			return
+		}
+		c.nc.Close()
+		select {
+		case <-errs:
+		case <-time.After(10 * time.Second):
+			t.Error("the server never ended the connection")
+		}
+	}()
 	for _, w := range tc.send {
 		c.send(w)
 	}
@@ -305,6 +320,7 @@ func runCaseOn(t *testing.T, c *rawClient, errs chan error, tc abCase) {
 	// Close as a client does once it has seen the server's FIN.
 	c.nc.Close()
 	err := <-errs
+	taken = true
 	if want := errFor(code); want != nil && !tc.byPeer {
 		if !errors.Is(err, want) {
 			t.Fatalf("server error %v, want %v", err, want)

@@ -12,8 +12,8 @@ import (
 	"unicode/utf8"
 )
 
-// closeLinger bounds how long a failed connection is read (and what is
-// read discarded) after the close frame, so that the peer sees the close
+// closeLinger bounds how long a failed or closed connection is read (and
+// what is read discarded) after the close frame, so that the peer sees the close
 // frame and a FIN rather than a reset.
 const closeLinger = time.Second
 
@@ -91,8 +91,15 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 			return 0, nil, err
 		}
 		var f *failure
-		if errors.As(err, &f) {
+		var ce *CloseError
+		switch {
+		case errors.As(err, &f):
 			c.fail(f)
+		case errors.As(err, &ce):
+			// The close is echoed; what the peer sends after it is
+			// read and dropped, so that closing the socket does not
+			// reset it under our close frame.
+			c.linger()
 		}
 		c.readErr = err
 		c.msg = nil
@@ -393,11 +400,18 @@ func (c *Conn) finish() (Opcode, []byte, error) {
 	return op, msg, nil
 }
 
-// fail sends the close frame for f, shuts the socket for writing, and
-// reads (discarding) until the peer closes or closeLinger passes.
+// fail sends the close frame for f and lingers.
 func (c *Conn) fail(f *failure) {
-	c.takeReadBuf()
 	_ = c.WriteClose(f.code, "")
+	c.linger()
+}
+
+// linger, once the close frame is sent, shuts the socket for writing and
+// reads (discarding) until the peer closes or closeLinger passes: a
+// socket closed with unread input is reset, and a reset can destroy the
+// close frame in the peer's receive buffer before it is read.
+func (c *Conn) linger() {
+	c.takeReadBuf()
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
