@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fleetwire/fleetwire/internal/natstest"
+	storeopen "github.com/fleetwire/fleetwire/internal/store/open"
 )
 
 // TestNATSOutage: NATS is killed for a few seconds and comes back while a
@@ -173,5 +174,62 @@ func TestHistoryFollowsLog(t *testing.T) {
 	})
 	if got != n {
 		t.Fatalf("track/read on node 2: %d points, want %d", got, n)
+	}
+}
+
+// TestAcceptedFixSurvivesKill: a fix answered 200 is in the store even
+// when every node that saw it is killed (SIGKILL) right after the answer:
+// the log holds it, and a node started later writes it to PostgreSQL and
+// shows it, with no older state put back over it.
+func TestAcceptedFixSurvivesKill(t *testing.T) {
+	c := newCluster(t, "", 2)
+	uid, hash := c.nodes[0].user("ole")
+	tid, _ := c.nodes[0].tracker(uid, "dev-ole")
+	const n = 10
+	for seq := 1; seq <= n; seq++ {
+		if ok, err := c.nodes[0].fix("dev-ole", seq); !ok || err != nil {
+			t.Fatalf("fix %d: %v %v", seq, ok, err)
+		}
+	}
+	for _, nd := range c.nodes {
+		nd.kill()
+	}
+	st, err := storeopen.Open(context.Background(), c.dsn)
+	if err != nil {
+		t.Fatalf("open the store: %v", err)
+	}
+	defer st.Close()
+	stored := func() int {
+		states, err := st.States(context.Background())
+		if err != nil {
+			t.Fatalf("states: %v", err)
+		}
+		for _, s := range states {
+			if s.TrackerID == tid && s.GPS.Location != nil {
+				return seqOf(s.GPS.Location.Lat)
+			}
+		}
+		return 0
+	}
+	t.Logf("stored when the nodes died: fix %d of %d", stored(), n)
+	later := c.newNode("n3")
+	later.start()
+	// A batch a killed node had fetched comes back after the consumer's
+	// ack wait (10 s).
+	start := time.Now()
+	waitFor(t, 40*time.Second, "the last accepted fix in PostgreSQL", func() bool { return stored() == n })
+	t.Logf("stored %v after the new node started", time.Since(start).Round(100*time.Millisecond))
+	code, m := later.call("/v2/tracker/get_state", map[string]any{"hash": hash, "tracker_id": tid}, nil)
+	if code != 200 {
+		t.Fatalf("get_state: %d %v", code, m)
+	}
+	loc, _ := m["state"].(map[string]any)["gps"].(map[string]any)["location"].(map[string]any)
+	if loc == nil || seqOf(loc["lat"].(float64)) != n {
+		t.Fatalf("the new node shows %v, want the position of fix %d", loc, n)
+	}
+	// The writer never puts an older state back.
+	time.Sleep(time.Second)
+	if got := stored(); got != n {
+		t.Fatalf("PostgreSQL went back to fix %d", got)
 	}
 }

@@ -50,7 +50,10 @@ func (b *Bus) StoreWriter(ctx context.Context, st store.Store) (*StoreWriter, er
 		FilterSubject: b.subj.states(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		// A batch held by a node that died goes to another after
+		// AckWait; a save is far shorter, and one delivered twice is
+		// harmless (newer states and known points are kept).
+		AckWait:       10 * time.Second,
 		MaxAckPending: 20000,
 		MaxDeliver:    -1,
 		Replicas:      b.opts.Replicas,
