@@ -265,3 +265,37 @@ func TestMosquittoRulesFromREADME(t *testing.T) {
 	}
 	h.awaitCommand(t, addr, "dev-a", secretA, h.login("mosq-owner", "mosq-owner-password"), a.id)
 }
+
+// TestEmbeddedBrokerPortTaken: when the embedded broker's port is taken
+// (a real broker on 1883, typically), it listens on a free port of the
+// same host, and MQTT ingest works through it.
+func TestEmbeddedBrokerPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	h := startServer(t, func(c *Config) { c.MQTTListen = taken.Addr().String() })
+	if h.srv.broker == nil {
+		t.Fatal("no embedded broker: the taken port disabled MQTT")
+	}
+	addr := h.srv.broker.Addr()
+	if addr == taken.Addr().String() || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("broker on %s; want another port of 127.0.0.1 than the taken %s", addr, taken.Addr())
+	}
+	if h.srv.MQTTURL() != "tcp://"+addr {
+		t.Fatalf("MQTTURL %q, want tcp://%s", h.srv.MQTTURL(), addr)
+	}
+	select {
+	case <-h.srv.mqttSub.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("MQTT ingest did not subscribe")
+	}
+	uid := h.createUser("moved-owner", "moved-owner-password", "UTC")
+	tr := h.createTracker(uid, "M", "dev-moved")
+	secret := h.deviceSecret(tr.id, "")
+	if out, err := mosquitto(t, "mosquitto_pub", addr, "-u", "dev-moved", "-P", secret, "-q", "1", "-t", "fleetwire/dev-moved/position", "-m", `{"lat":7,"lon":7}`); err != nil {
+		t.Fatalf("publish: %v %q", err, out)
+	}
+	h.waitLat(tr.id, 7)
+}

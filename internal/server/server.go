@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fleetwire/fleetwire/internal/api"
@@ -363,8 +364,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mqttURL := cfg.MQTTURL
 	if mqttURL == "" && cfg.MQTTListen != "" {
 		// The embedded broker is a convenience: when its port is taken
-		// (often by a real broker) fleetwire runs without MQTT and says so.
-		if b, err := broker.Start(cfg.MQTTListen, broker.Options{Devices: s.Auth, Logger: cfg.Logger}); err != nil {
+		// (often by a real broker) it listens on a free port of the same
+		// host instead, so the topic bridge and commands keep working, and
+		// says where; devices must then be pointed there.
+		bo := broker.Options{Devices: s.Auth, Logger: cfg.Logger}
+		b, err := broker.Start(cfg.MQTTListen, bo)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if host, _, splitErr := net.SplitHostPort(cfg.MQTTListen); splitErr == nil {
+				if b, err = broker.Start(net.JoinHostPort(host, "0"), bo); err == nil {
+					cfg.Logger.Warn("embedded MQTT broker: port taken, listening on another", "wanted", cfg.MQTTListen, "listen", b.Addr())
+				}
+			}
+		}
+		if err != nil {
 			cfg.Logger.Warn("embedded MQTT broker not started; MQTT ingest, topic bridge and commands are off (use --mqtt-url for an external broker)", "listen", cfg.MQTTListen, "err", err)
 		} else {
 			s.broker = b
