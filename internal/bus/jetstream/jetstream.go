@@ -277,7 +277,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("follow trackers: %w", err)
 	}
-	if b.trackers, err = tc.Consume(func(msg jetstream.Msg) { b.receive(msg, 0) }); err != nil {
+	if b.trackers, err = tc.Consume(func(msg jetstream.Msg) { b.receive(msg, 0) }, followPull...); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("follow trackers: %w", err)
 	}
@@ -484,6 +484,14 @@ func (b *Bus) unfollow(userID int64, f *follow) {
 	}
 }
 
+// followPull are the pull options of the ordered consumers a node follows
+// the log with. A consumer lost with a restarted NATS (ordered consumers
+// live in memory) is noticed by its missing heartbeats and recreated from
+// the last message delivered; the library's default heartbeat (15 s,
+// noticed after 30 s) would leave the node's clients without events for
+// that long after NATS is back.
+var followPull = []jetstream.PullConsumeOpt{jetstream.PullExpiry(10 * time.Second), jetstream.PullHeartbeat(2 * time.Second)}
+
 // startFollow creates the user's ordered consumer: the latest message of
 // each subject first, then every new one.
 func (b *Bus) startFollow(userID int64, f *follow) {
@@ -518,7 +526,7 @@ func (b *Bus) startFollow(userID int64, f *follow) {
 				syncOnce.Do(func() { close(synced) })
 			}
 		}
-	})
+	}, followPull...)
 	if err != nil {
 		f.err = fmt.Errorf("%w: follow user %d: %w", bus.ErrUnavailable, userID, err)
 		return
