@@ -153,13 +153,8 @@ func TestHistoryFollowsLog(t *testing.T) {
 	uid, hash := c.nodes[0].user("kim")
 	tid, _ := c.nodes[0].tracker(uid, "dev-kim")
 	const n = 20
-	for seq := 1; seq <= n; seq++ {
-		if ok, err := c.nodes[0].fix("dev-kim", seq); !ok || err != nil {
-			t.Fatalf("fix %d: %v %v", seq, ok, err)
-		}
-		// The history keeps one point per millisecond and tracker.
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The history keeps one point per millisecond and tracker.
+	c.nodes[0].fixes("dev-kim", n, 5*time.Millisecond)
 	now := time.Now().UTC()
 	var got int
 	waitFor(t, 20*time.Second, "the points on the other node", func() bool {
@@ -187,11 +182,7 @@ func TestAcceptedFixSurvivesKill(t *testing.T) {
 	uid, hash := c.nodes[0].user("ole")
 	tid, _ := c.nodes[0].tracker(uid, "dev-ole")
 	const n = 10
-	for seq := 1; seq <= n; seq++ {
-		if ok, err := c.nodes[0].fix("dev-ole", seq); !ok || err != nil {
-			t.Fatalf("fix %d: %v %v", seq, ok, err)
-		}
-	}
+	c.nodes[0].fixes("dev-ole", n, 0)
 	for _, nd := range c.nodes {
 		nd.kill()
 	}

@@ -300,6 +300,18 @@ func (nd *node) fix(device string, seq int) (bool, error) {
 	return resp.StatusCode == 200, nil
 }
 
+// fixes sends fixes 1 to n, gap apart, and fails the test unless each
+// is accepted.
+func (nd *node) fixes(device string, n int, gap time.Duration) {
+	nd.c.t.Helper()
+	for seq := 1; seq <= n; seq++ {
+		if ok, err := nd.fix(device, seq); !ok || err != nil {
+			nd.c.t.Fatalf("fix %d to %s: accepted %v, %v", seq, nd.name, ok, err)
+		}
+		time.Sleep(gap)
+	}
+}
+
 func latOf(seq int) float64 { return 10 + float64(seq)/1e4 }
 func seqOf(lat float64) int { return int((lat-10)*1e4 + 0.5) }
 

@@ -13,8 +13,8 @@ import (
 )
 
 // closeLinger bounds how long a failed or closed connection is read (and
-// what is read discarded) after the close frame, so that the peer sees the close
-// frame and a FIN rather than a reset.
+// what is read discarded) after the close frame, so that the peer sees
+// the close frame and a FIN rather than a reset.
 const closeLinger = time.Second
 
 // Conn is a server WebSocket connection. One goroutine at a time may read
