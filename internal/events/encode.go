@@ -164,7 +164,9 @@ func (e *stateEncoder) event(loc *time.Location, zone string, compact bool) []by
 
 // entryCache keeps, per tracker, the encoded state of its latest state in
 // each format and zone, for building batches without encoding a state
-// twice.
+// twice. A tracker's buffers are reused when its state changes, so a
+// fleet that moves all the time costs no allocation per entry; readers
+// copy an entry under its shard's lock.
 type entryCache struct {
 	shards [64]entryShard
 }
@@ -174,9 +176,16 @@ type entryShard struct {
 	m  map[int64]*entries
 }
 
+// entries are one tracker's encodings, one per format and zone it has
+// been delivered in; an encoding of an older state is stale and is
+// rewritten in place when next asked for.
 type entries struct {
-	s        *fleet.State
-	variants []variant
+	variants []entryVariant
+}
+
+type entryVariant struct {
+	s *fleet.State // the state b encodes
+	variant
 }
 
 // appendEntry appends the encoding of s (the current state of tracker id)
@@ -184,24 +193,33 @@ type entries struct {
 func (c *entryCache) appendEntry(dst []byte, id int64, s *fleet.State, loc *time.Location, zone string, compact bool) []byte {
 	sh := &c.shards[uint64(id)%uint64(len(c.shards))]
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if sh.m == nil {
 		sh.m = make(map[int64]*entries)
 	}
 	e := sh.m[id]
-	if e == nil || e.s != s {
-		e = &entries{s: s}
+	if e == nil {
+		e = &entries{}
 		sh.m[id] = e
 	}
-	for _, v := range e.variants {
-		if v.compact == compact && v.zone == zone {
-			sh.mu.Unlock()
-			return append(dst, v.b...)
+	var v *entryVariant
+	for i := range e.variants {
+		if e.variants[i].compact == compact && e.variants[i].zone == zone {
+			v = &e.variants[i]
+			break
 		}
 	}
-	b := fleet.AppendState(nil, s, loc, compact)
-	e.variants = append(e.variants, variant{zone: zone, compact: compact, b: b})
-	sh.mu.Unlock()
-	return append(dst, b...)
+	if v == nil {
+		e.variants = append(e.variants, entryVariant{variant: variant{zone: zone, compact: compact}})
+		v = &e.variants[len(e.variants)-1]
+	} else if v.s == s {
+		return append(dst, v.b...)
+	}
+	start := len(dst)
+	dst = fleet.AppendState(dst, s, loc, compact)
+	v.s = s
+	v.b = append(v.b[:0], dst[start:]...)
+	return dst
 }
 
 func (c *entryCache) forget(id int64) {
