@@ -282,6 +282,7 @@ func (r *Registry) Run(ctx context.Context) error {
 	defer flush.Stop()
 	resync := time.NewTicker(r.opts.ResyncEvery)
 	defer resync.Stop()
+	var nextFlush time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -292,9 +293,19 @@ func (r *Registry) Run(ctx context.Context) error {
 			r.age(ctx)
 			r.untouch(r.opts.Now())
 		case <-flush.C:
+			// Writing states takes at most a fifth of the time: after a
+			// flush that took d, the next waits 4·d, so a fleet changing
+			// faster than the store takes its rows has each tracker's
+			// latest state written less often rather than the ingest
+			// starved of CPU by the writes.
+			if time.Now().Before(nextFlush) {
+				continue
+			}
+			start := time.Now()
 			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
 				r.opts.Logger.Warn("flush states", "err", err)
 			}
+			nextFlush = start.Add(5 * time.Since(start))
 		case <-resync.C:
 			if !r.shared {
 				continue
