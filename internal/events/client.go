@@ -40,7 +40,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	closed bool
-	user   *fleet.User
+	uid    int64 // the user the client is bound to; 0 until its first subscription
 	loc    *time.Location
 	zone   string
 	hashes []string
@@ -133,7 +133,7 @@ func (b *batchSub) includes(id int64) bool {
 func (c *Client) Bound() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.user != nil
+	return c.uid != 0
 }
 
 // Outbox is the queue of encoded messages for the transport.
@@ -168,7 +168,7 @@ func (c *Client) Receive(msg []byte) {
 		return
 	}
 	c.mu.Lock()
-	bound := c.user != nil
+	bound := c.uid != 0
 	c.mu.Unlock()
 	if !bound {
 		// The first subscription binds the client to its user: make the
@@ -182,7 +182,7 @@ func (c *Client) Receive(msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !bound {
-		if c.closed || c.user != nil {
+		if c.closed || c.uid != 0 {
 			// Closed, or bound by a concurrent message, meanwhile.
 			c.hub.unfollow(user.ID)
 		} else {
@@ -192,12 +192,12 @@ func (c *Client) Receive(msg []byte) {
 	if c.closed {
 		return
 	}
-	if c.user != nil && c.user.ID != user.ID {
+	if c.uid != 0 && c.uid != user.ID {
 		c.sendErrorLocked(action, apierr.AccessDenied.With("this connection belongs to another user"), a.Raw)
 		return
 	}
-	if c.user == nil {
-		c.user = user
+	if c.uid == 0 {
+		c.uid = user.ID
 		c.loc = user.Location()
 		c.zone = c.loc.String()
 	}
@@ -256,7 +256,7 @@ func (c *Client) pushSeq(msg []byte, pos []bus.Pos) (uint64, bool) {
 func (c *Client) status(id int64) string {
 	t, ok := c.hub.dir.Tracker(id)
 	switch {
-	case !ok || t.Deleted || t.UserID != c.user.ID:
+	case !ok || t.Deleted || t.UserID != c.uid:
 		return StatusUnknown
 	case t.Blocked:
 		return StatusBlocked
@@ -314,7 +314,7 @@ func (c *Client) reindex(before map[int64]struct{}, hadState, hadBatch bool) {
 			remove = append(remove, id)
 		}
 	}
-	c.hub.index(c, c.user.ID, add, remove, c.anyAll(), !c.closed)
+	c.hub.index(c, c.uid, add, remove, c.anyAll(), !c.closed)
 	gauge(mSubsState, hadState, len(c.state) > 0)
 	gauge(mSubsBatch, hadBatch, c.hasBatch())
 }
@@ -360,7 +360,7 @@ func (c *Client) subscribe(a *Action) {
 				}
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
-			b := &batchSub{kind: batchKind(r.Type), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit), ids: map[int64]struct{}{}, pending: map[int64]struct{}{}}
+			b := &batchSub{kind: batchKind(r.Type), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
 			if b.kind == kindReadings {
 				b.filter = readings.Filter{SensorType: r.SensorType, ExcludeComponents: !r.IncludeComponents}
 				b.lastSent = map[int64]time.Time{}
@@ -368,7 +368,7 @@ func (c *Client) subscribe(a *Action) {
 			ids := r.Target.TrackerIDs
 			if b.all {
 				ids = ids[:0:0]
-				for _, t := range c.hub.dir.Trackers(c.user.ID) {
+				for _, t := range c.hub.dir.Trackers(c.uid) {
 					ids = append(ids, t.ID)
 				}
 			}
@@ -376,7 +376,7 @@ func (c *Client) subscribe(a *Action) {
 				st := c.status(id)
 				res.status[id] = st
 				if st != StatusUnknown && !b.all {
-					b.ids[id] = struct{}{}
+					b.ids = addID(b.ids, id)
 				}
 			}
 			c.batches[b.kind] = b
@@ -442,7 +442,7 @@ func (c *Client) subscribe(a *Action) {
 func (c *Client) batchIDs(b *batchSub) []int64 {
 	ids := make([]int64, 0, len(b.ids))
 	if b.all {
-		for _, t := range c.hub.dir.Trackers(c.user.ID) {
+		for _, t := range c.hub.dir.Trackers(c.uid) {
 			ids = append(ids, t.ID)
 		}
 		return ids
@@ -495,7 +495,7 @@ func (c *Client) unsubscribe(a *Action) {
 			kind := batchKind(r.Type)
 			b := c.batches[kind]
 			if r.Target.All {
-				for _, t := range c.hub.dir.Trackers(c.user.ID) {
+				for _, t := range c.hub.dir.Trackers(c.uid) {
 					res.status[t.ID] = c.status(t.ID)
 				}
 				c.batches[kind] = nil
@@ -570,7 +570,7 @@ func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 			} else if m.Seq < b.pendingFrom {
 				b.pendingFrom = m.Seq
 			}
-			b.pending[id] = struct{}{}
+			b.pending = addID(b.pending, id)
 		}
 	}
 }
@@ -613,7 +613,7 @@ func (c *Client) onLogout(m *bus.Message, hashes []string) {
 	if m != nil && c.skipLive(m) {
 		return
 	}
-	if c.closed || c.user == nil {
+	if c.closed || c.uid == 0 {
 		return
 	}
 	c.takeLogout(m, hashes)
@@ -917,7 +917,7 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 	}
 	for _, id := range ids {
 		t, s, ok := c.hub.snapshot(id)
-		if !ok || t.Blocked || t.UserID != c.user.ID {
+		if !ok || t.Blocked || t.UserID != c.uid {
 			continue
 		}
 		if buf == nil {
@@ -1043,14 +1043,14 @@ func (c *Client) closeLocked(code int, reason string) {
 	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
 	c.closed = true
 	c.state, c.batches, c.lag, c.since = nil, [3]*batchSub{}, nil, nil
-	if c.user != nil {
+	if c.uid != 0 {
 		c.reindex(before, hadState, hadBatch)
 	}
 	c.out.Close(code, reason)
 	c.hub.remove(c)
 	if c.followed {
 		c.followed = false
-		c.hub.unfollow(c.user.ID)
+		c.hub.unfollow(c.uid)
 	}
 	if !c.handedOff {
 		c.forget()
@@ -1062,4 +1062,14 @@ func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(CloseNormal, "")
+}
+
+// addID adds id to the set s, making the set on its first member, and
+// returns it: a subscription's sets cost nothing until they hold an id.
+func addID(s map[int64]struct{}, id int64) map[int64]struct{} {
+	if s == nil {
+		s = make(map[int64]struct{}, 1)
+	}
+	s[id] = struct{}{}
+	return s
 }

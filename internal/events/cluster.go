@@ -68,7 +68,7 @@ func posAt(pos [][]bus.Pos, i int) []bus.Pos {
 // closed or unbound, it is catching up (the change is replayed from the
 // log instead), or the change was replayed already. Callers hold c.mu.
 func (c *Client) skipLive(m *bus.Message) bool {
-	if c.closed || c.user == nil {
+	if c.closed || c.uid == 0 {
 		return true
 	}
 	if c.catching {
@@ -83,10 +83,10 @@ func (c *Client) skipLive(m *bus.Message) bool {
 // a pending batch or a merged state, and at most one past what the node
 // has received of the user's changes. Callers hold c.mu.
 func (c *Client) from() uint64 {
-	if c.user == nil {
+	if c.uid == 0 {
 		return 0
 	}
-	low := c.hub.position(c.user.ID) + 1
+	low := c.hub.position(c.uid) + 1
 	c.out.Each(func(e outbox.Entry) {
 		if ps, ok := e.Meta.([]bus.Pos); ok {
 			for _, p := range ps {
@@ -199,8 +199,8 @@ func (c *Client) store(ctx context.Context, rec *bus.SessionRecord, fresh bool) 
 func (c *Client) record() *bus.SessionRecord {
 	r := c.rec
 	r.ID, r.Node = c.id, c.hub.opts.Node
-	if c.user != nil {
-		r.UserID = c.user.ID
+	if c.uid != 0 {
+		r.UserID = c.uid
 	}
 	r.Hashes = append([]string(nil), c.hashes...)
 	r.State = maps.Clone(c.state)
@@ -344,7 +344,7 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 	if user == nil {
 		// Every credential it subscribed with ended while it moved.
 		c.mu.Lock()
-		c.user = &fleet.User{ID: rec.UserID}
+		c.uid = rec.UserID
 		c.loc, c.zone = time.UTC, "UTC"
 		c.takeLogout(nil, nil)
 		c.mu.Unlock()
@@ -357,7 +357,7 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.followed = true
-	c.user, c.loc = user, user.Location()
+	c.uid, c.loc = user.ID, user.Location()
 	c.zone = c.loc.String()
 	c.hashes = valid
 	before, hadState, hadBatch := c.selected(), len(c.state) > 0, c.hasBatch()
@@ -368,10 +368,9 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 		if kind < 0 {
 			continue
 		}
-		b := &batchSub{kind: kind, all: br.All, compact: br.Compact, every: c.rate(br.Every),
-			ids: map[int64]struct{}{}, pending: map[int64]struct{}{}, next: now}
+		b := &batchSub{kind: kind, all: br.All, compact: br.Compact, every: c.rate(br.Every), next: now}
 		for _, id := range br.IDs {
-			b.ids[id] = struct{}{}
+			b.ids = addID(b.ids, id)
 		}
 		if kind == kindReadings {
 			b.filter = readings.Filter{SensorType: br.SensorType, ExcludeComponents: !br.IncludeComponents}
@@ -403,7 +402,7 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 func (c *Client) catchUp(from uint64) {
 	rp, ok := c.hub.dir.(Replayer)
 	c.mu.Lock()
-	uid := c.user.ID
+	uid := c.uid
 	c.mu.Unlock()
 	last := from - min(from, 1)
 	for attempt := 0; ; attempt++ {
@@ -463,7 +462,7 @@ func (c *Client) replay(m *bus.Message) bool {
 			return true
 		}
 		t, ok := c.hub.dir.Tracker(m.TrackerID)
-		if !ok || t.Blocked || t.UserID != c.user.ID {
+		if !ok || t.Blocked || t.UserID != c.uid {
 			return true
 		}
 		c.takeState(m, &stateEncoder{s: m.State, now: c.hub.opts.Now()})
