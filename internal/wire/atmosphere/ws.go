@@ -299,7 +299,7 @@ func (r *wsRun) kick() {
 	}
 	r.writing = true
 	r.mu.Unlock()
-	go r.writeLoop()
+	writers.run(r.writeLoop)
 }
 
 // writeLoop is one writer: it runs steps until there is nothing to do, or
