@@ -34,11 +34,13 @@ type Entry struct {
 
 // Queue is an ordered, bounded list of encoded messages for one session.
 type Queue struct {
-	mu      sync.Mutex
-	msgs    []Entry
-	head    int
-	bytes   int
-	limits  Limits
+	mu     sync.Mutex
+	msgs   []Entry
+	head   int
+	bytes  int
+	limits Limits
+	// ready and done are made by the first Ready and Done: a transport
+	// that is notified (SetNotify) never waits on them.
 	ready   chan struct{}
 	notify  func() // called after every signal; see SetNotify
 	done    chan struct{}
@@ -57,7 +59,7 @@ func New(l Limits) *Queue {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 16 << 20
 	}
-	return &Queue{limits: l, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Queue{limits: l}
 }
 
 // Push appends msg. It never blocks.
@@ -86,9 +88,9 @@ func (q *Queue) PushSeq(msg []byte, meta any) (uint64, error) {
 	q.bytes += len(msg)
 	q.pushed++
 	seq := q.pushed
-	fn := q.notify
+	fn, ready := q.notify, q.ready
 	q.mu.Unlock()
-	q.signal(fn)
+	signal(ready, fn)
 	return seq, nil
 }
 
@@ -101,10 +103,11 @@ func (q *Queue) Drained() uint64 {
 	return q.drained
 }
 
-// signal signals Ready and calls fn, the notify hook read under the lock.
-func (q *Queue) signal(fn func()) {
+// signal signals ready (nil until someone asked for Ready) and calls fn,
+// the notify hook; both read under the lock.
+func signal(ready chan struct{}, fn func()) {
 	select {
-	case q.ready <- struct{}{}:
+	case ready <- struct{}{}:
 	default:
 	}
 	if fn != nil {
@@ -144,7 +147,16 @@ func (q *Queue) Limits() Limits { return q.limits }
 
 // Ready is signalled (edge-triggered, capacity one) after every Push and on
 // Close. A transport waits on it, then calls Drain until it returns nothing.
-func (q *Queue) Ready() <-chan struct{} { return q.ready }
+func (q *Queue) Ready() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ready == nil {
+		// Signalled at once, in case messages or the close came before.
+		q.ready = make(chan struct{}, 1)
+		q.ready <- struct{}{}
+	}
+	return q.ready
+}
 
 // Drain moves up to max queued messages (all when max <= 0), in order, onto
 // dst and returns it.
@@ -189,9 +201,9 @@ func (q *Queue) Unread(msgs []Entry) {
 		q.bytes += len(m.Data)
 	}
 	q.drained -= uint64(len(msgs))
-	fn := q.notify
+	fn, ready := q.notify, q.ready
 	q.mu.Unlock()
-	q.signal(fn)
+	signal(ready, fn)
 }
 
 // Close ends the session from the producer's side. Messages already queued
@@ -204,14 +216,26 @@ func (q *Queue) Close(code int, reason string) {
 		return
 	}
 	q.closed, q.code, q.reason = true, code, reason
-	fn := q.notify
+	if q.done != nil {
+		close(q.done)
+	}
+	fn, ready := q.notify, q.ready
 	q.mu.Unlock()
-	close(q.done)
-	q.signal(fn)
+	signal(ready, fn)
 }
 
 // Done is closed by Close.
-func (q *Queue) Done() <-chan struct{} { return q.done }
+func (q *Queue) Done() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done == nil {
+		q.done = make(chan struct{})
+		if q.closed {
+			close(q.done)
+		}
+	}
+	return q.done
+}
 
 // Each calls fn with every queued entry, oldest first, under the queue's
 // lock: fn must not call the queue.
