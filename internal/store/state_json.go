@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -133,9 +134,7 @@ func AppendState(dst []byte, s *fleet.State) ([]byte, error) {
 		w.b = strconv.AppendInt(w.b, s.SourceID, 10)
 	}
 	if g := &s.GPS; !gpsZero(g) {
-		w.key("gps")
-		w.b = append(w.b, '{')
-		w.first = true
+		w.open("gps")
 		w.time("updated", g.Updated)
 		w.intPtr("signal_level", g.SignalLevel)
 		if l := g.Location; l != nil {
@@ -154,8 +153,7 @@ func AppendState(dst []byte, s *fleet.State) ([]byte, error) {
 			w.key("gsm_lbs")
 			w.b = append(w.b, "true"...)
 		}
-		w.b = append(w.b, '}')
-		w.first = false
+		w.close()
 	}
 	w.str("connection_status", s.ConnectionStatus)
 	w.str("movement_status", s.MovementStatus)
@@ -163,9 +161,7 @@ func AppendState(dst []byte, s *fleet.State) ([]byte, error) {
 	w.boolPtr("ignition", s.Ignition)
 	w.time("ignition_update", s.IgnitionUpdate)
 	if g := s.GSM; g != nil {
-		w.key("gsm")
-		w.b = append(w.b, '{')
-		w.first = true
+		w.open("gsm")
 		w.time("updated", g.Updated)
 		w.intPtr("signal_level", g.SignalLevel)
 		if g.NetworkName != nil {
@@ -173,8 +169,7 @@ func AppendState(dst []byte, s *fleet.State) ([]byte, error) {
 			w.b = appendJSONString(w.b, *g.NetworkName)
 		}
 		w.boolPtr("roaming", g.Roaming)
-		w.b = append(w.b, '}')
-		w.first = false
+		w.close()
 	}
 	w.time("last_update", s.LastUpdate)
 	w.intPtr("battery_level", s.BatteryLevel)
@@ -186,12 +181,7 @@ func AppendState(dst []byte, s *fleet.State) ([]byte, error) {
 	if len(s.Additional) > 0 {
 		w.key("additional")
 		w.b = append(w.b, '{')
-		keys := make([]string, 0, len(s.Additional))
-		for k := range s.Additional {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
+		for i, k := range slices.Sorted(maps.Keys(s.Additional)) {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}
@@ -236,6 +226,18 @@ func (w *docWriter) key(name string) {
 	w.b = append(w.b, '"')
 	w.b = append(w.b, name...)
 	w.b = append(w.b, `":`...)
+}
+
+// open starts the member name as an object; close ends it.
+func (w *docWriter) open(name string) {
+	w.key(name)
+	w.b = append(w.b, '{')
+	w.first = true
+}
+
+func (w *docWriter) close() {
+	w.b = append(w.b, '}')
+	w.first = false
 }
 
 func (w *docWriter) int(name string, v int) {
