@@ -82,3 +82,49 @@ func TestNotifyOnPushUnreadClose(t *testing.T) {
 		t.Fatalf("after SetNotify(nil): %d calls, want 3", calls)
 	}
 }
+
+// TestReadyAndDoneAskedLate: a transport that asks for Ready or Done only
+// after messages were pushed, or after the queue closed, still sees them
+// signalled and closed; one that asked first is signalled by the next
+// push and sees Done close with the queue.
+func TestReadyAndDoneAskedLate(t *testing.T) {
+	q := New(Limits{})
+	if err := q.Push([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-q.Ready():
+	default:
+		t.Fatal("Ready asked for after a push is not signalled")
+	}
+	q.Drain(nil, 0)
+	ready, done := q.Ready(), q.Done()
+	select {
+	case <-ready:
+		t.Fatal("Ready signalled with nothing new")
+	case <-done:
+		t.Fatal("Done closed before Close")
+	default:
+	}
+	if err := q.Push([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	default:
+		t.Fatal("push did not signal the Ready asked for earlier")
+	}
+	q.Close(1000, "")
+	select {
+	case <-done:
+	default:
+		t.Fatal("Close did not close the Done asked for earlier")
+	}
+	late := New(Limits{})
+	late.Close(1001, "bye")
+	select {
+	case <-late.Done():
+	default:
+		t.Fatal("Done asked for after Close is not closed")
+	}
+}
