@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -78,8 +79,12 @@ func (h *harness) stop() {
 		if err != nil {
 			h.t.Errorf("server run: %v", err)
 		}
-	case <-time.After(20 * time.Second):
-		h.t.Errorf("server did not stop")
+	case <-time.After(45 * time.Second):
+		// Shutdown's own bounds (10 s for the HTTP and event connections,
+		// 10 s for the last state flush) can add up on a loaded machine;
+		// past them, show where it is stuck.
+		buf := make([]byte, 1<<20)
+		h.t.Errorf("server did not stop within 45 s; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 	}
 }
 
