@@ -13,7 +13,8 @@
 // without a round trip), the tracker metadata of the installation, and the
 // messages of the users it follows (an ordered consumer per followed user,
 // started with the latest message of each subject so the node's picture
-// is current before its first client is served). Sessions that resume on
+// is current before its first client is served; see tail for how these
+// consumers survive a restarted NATS). Sessions that resume on
 // any node, the store writer and the node-to-node requests are in
 // sessions.go, store.go and node.go.
 package jetstream
@@ -143,6 +144,7 @@ var (
 	mConnected     = metrics.Default.NewGauge("fleetwire_bus_connected", "1 while the bus can store changes.", "")
 	mFollowed      = metrics.Default.NewGauge("fleetwire_bus_followed_users", "Users this node follows on the bus.", "")
 	mUndecodable   = metrics.Default.NewCounter("fleetwire_bus_undecodable_total", "Bus messages that could not be read.", "")
+	mRefollows     = metrics.Default.NewCounter("fleetwire_bus_refollows_total", "Times the node gave its consumers of the log new ones after the connection came back.", "")
 )
 
 // Bus is the JetStream bus of one node.
@@ -167,11 +169,16 @@ type Bus struct {
 	pmu  sync.Mutex
 	pubs map[string]*publishing // by message id
 
-	trackers jetstream.ConsumeContext
+	trackers *tail
 	health   atomic.Pointer[error]
-	quit     chan struct{}
-	done     chan struct{}
-	closed   atomic.Bool
+	// refollow is set when the connection was lost: once JetStream
+	// answers again, every tail gets a new consumer (see tail).
+	refollow   atomic.Bool
+	restarting atomic.Bool
+	wg         sync.WaitGroup // restarts of the tails in progress
+	quit       chan struct{}
+	done       chan struct{}
+	closed     atomic.Bool
 }
 
 type subscriber struct{ fn func(*bus.Message) }
@@ -181,8 +188,7 @@ type follow struct {
 	refs  int
 	ready chan struct{} // closed once the first sync is done (or failed)
 	err   error
-	cc    jetstream.ConsumeContext
-	pos   atomic.Uint64 // the last sequence number the consumer handed on
+	tail  *tail // set before ready is closed; nil when the follow failed
 }
 
 // publishing is one of this node's publishes between its request and the
@@ -227,6 +233,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			mReconnects.Inc()
+			b.refollow.Store(true)
 			b.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -269,15 +276,11 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	// Tracker metadata from now on; what came before is in the store,
 	// which the registry loads after Open.
-	tc, err := b.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	b.trackers = newTail(b, b.subj.trackers(), info.State.LastSeq, 0)
+	if _, err := b.trackers.start(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{b.subj.trackers()}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: info.State.LastSeq + 1, InactiveThreshold: time.Minute,
-	})
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("follow trackers: %w", err)
-	}
-	if b.trackers, err = tc.Consume(func(msg jetstream.Msg) { b.receive(msg, 0) }, followPull...); err != nil {
+	}); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("follow trackers: %w", err)
 	}
@@ -395,12 +398,7 @@ func (b *Bus) deliver(m *bus.Message) {
 // receive decodes a message from a consumer and delivers it. Messages at
 // or below syncTo are Sync messages; this node's own messages (already
 // delivered when they were published) are delivered again only as such.
-func (b *Bus) receive(msg jetstream.Msg, syncTo uint64) {
-	md, err := msg.Metadata()
-	if err != nil {
-		mUndecodable.Inc()
-		return
-	}
+func (b *Bus) receive(msg jetstream.Msg, md *jetstream.MsgMetadata, syncTo uint64) {
 	seq := md.Sequence.Stream
 	m, err := decode(msg.Data(), seq)
 	if err != nil {
@@ -478,18 +476,18 @@ func (b *Bus) unfollow(userID int64, f *follow) {
 	b.fmu.Unlock()
 	if last {
 		<-f.ready
-		if f.cc != nil {
-			f.cc.Stop()
+		if f.tail != nil {
+			f.tail.stop()
 		}
 	}
 }
 
 // followPull are the pull options of the ordered consumers a node follows
-// the log with. A consumer lost with a restarted NATS (ordered consumers
-// live in memory) is noticed by its missing heartbeats and recreated from
-// the last message delivered; the library's default heartbeat (15 s,
-// noticed after 30 s) would leave the node's clients without events for
-// that long after NATS is back.
+// the log with. After a reconnect the bus gives every tail a new consumer
+// itself (see tail); a consumer lost without one is noticed by its
+// missing heartbeats and recreated by the library from the last message
+// delivered. The library's default heartbeat (15 s, noticed after 30 s)
+// would leave the node's clients without events for that long.
 var followPull = []jetstream.PullConsumeOpt{jetstream.PullExpiry(10 * time.Second), jetstream.PullHeartbeat(2 * time.Second)}
 
 // startFollow creates the user's ordered consumer: the latest message of
@@ -504,38 +502,31 @@ func (b *Bus) startFollow(userID int64, f *follow) {
 		return
 	}
 	head := info.State.LastSeq
-	f.pos.Store(head)
-	cons, err := b.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	t := newTail(b, b.subj.user(userID), head, head)
+	synced := make(chan struct{})
+	var syncOnce sync.Once
+	t.seen = func(md *jetstream.MsgMetadata) {
+		if md.NumPending == 0 {
+			syncOnce.Do(func() { close(synced) })
+		}
+	}
+	cons, err := t.start(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{b.subj.user(userID)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
+		t.stop()
 		f.err = fmt.Errorf("%w: follow user %d: %w", bus.ErrUnavailable, userID, err)
 		return
 	}
-	synced := make(chan struct{})
-	var syncOnce sync.Once
 	if cons.CachedInfo().NumPending == 0 {
 		syncOnce.Do(func() { close(synced) })
 	}
-	f.cc, err = cons.Consume(func(msg jetstream.Msg) {
-		b.receive(msg, head)
-		if md, err := msg.Metadata(); err == nil {
-			f.pos.Store(md.Sequence.Stream)
-			if md.NumPending == 0 {
-				syncOnce.Do(func() { close(synced) })
-			}
-		}
-	}, followPull...)
-	if err != nil {
-		f.err = fmt.Errorf("%w: follow user %d: %w", bus.ErrUnavailable, userID, err)
-		return
-	}
 	select {
 	case <-synced:
+		f.tail = t
 	case <-ctx.Done():
-		f.cc.Stop()
-		f.cc = nil
+		t.stop()
 		f.err = fmt.Errorf("%w: follow user %d: no sync within 10s", bus.ErrUnavailable, userID)
 	}
 }
@@ -549,7 +540,15 @@ func (b *Bus) Position(userID int64) uint64 {
 	if f == nil {
 		return 0
 	}
-	return f.pos.Load()
+	select {
+	case <-f.ready:
+	default:
+		return 0
+	}
+	if f.tail == nil {
+		return 0
+	}
+	return f.tail.pos.Load()
 }
 
 // Latest returns the tracker's latest state message, or nil.
@@ -659,6 +658,14 @@ func (b *Bus) watch() {
 			}
 		}
 		b.pmu.Unlock()
+		if err != nil {
+			// Ordered consumers may be gone with a restarted NATS.
+			b.refollow.Store(true)
+		} else if b.refollow.Load() && b.restarting.CompareAndSwap(false, true) {
+			b.refollow.Store(false)
+			b.wg.Add(1)
+			go b.restartTails()
+		}
 		prev := *b.health.Load()
 		if (prev == nil) != (err == nil) {
 			if err != nil {
@@ -673,6 +680,45 @@ func (b *Bus) watch() {
 	}
 }
 
+// restartTails gives every tail a consumer that starts after the last
+// message it handed on. When one cannot be restarted, all are tried
+// again on the next check.
+func (b *Bus) restartTails() {
+	defer b.wg.Done()
+	defer b.restarting.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tails := []*tail{b.trackers}
+	b.fmu.Lock()
+	for _, f := range b.follows {
+		select {
+		case <-f.ready:
+			if f.tail != nil {
+				tails = append(tails, f.tail)
+			}
+		default: // still starting, on the connection as it is now
+		}
+	}
+	b.fmu.Unlock()
+	start := time.Now()
+	for _, t := range tails {
+		if err := t.restart(ctx); err != nil {
+			b.refollow.Store(true)
+			b.log.Warn("follow the log again: will retry", "err", err)
+			return
+		}
+	}
+	mRefollows.Inc()
+	b.log.Info("following the log again", "consumers", len(tails), "took", time.Since(start).Round(time.Millisecond))
+}
+
 // Close stops every follow and closes the connection.
 func (b *Bus) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
@@ -680,15 +726,16 @@ func (b *Bus) Close() error {
 	}
 	close(b.quit)
 	<-b.done
-	b.trackers.Stop()
+	b.wg.Wait()
+	b.trackers.stop()
 	b.fmu.Lock()
 	fs := b.follows
 	b.follows = map[int64]*follow{}
 	b.fmu.Unlock()
 	for _, f := range fs {
 		<-f.ready
-		if f.cc != nil {
-			f.cc.Stop()
+		if f.tail != nil {
+			f.tail.stop()
 		}
 	}
 	if err := b.nc.Drain(); err != nil {
