@@ -104,6 +104,12 @@ type JournalEntry struct {
 	// Seq is the entry's position in the journal (set by AppendJournal and
 	// ReadJournal).
 	Seq uint64
+	// Writer names who appends: the node and the session's stay on it.
+	// An append that finds, after its own last entry, one more of its own
+	// writer (written, but its acknowledgement was lost with the
+	// connection) goes on after that one instead of failing with
+	// ErrSuperseded.
+	Writer string
 }
 
 // Sessions stores session records and journals.
@@ -118,7 +124,8 @@ type Sessions interface {
 	DeleteSession(ctx context.Context, id string) error
 	// AppendJournal adds one delivery to the session's journal and sets
 	// e.Seq. With after non-zero it fails with ErrSuperseded unless the
-	// journal's last entry is the one at after (the node's own last).
+	// journal's last entry is the one at after (the node's own last) or a
+	// later one of e.Writer's.
 	AppendJournal(ctx context.Context, id string, e *JournalEntry, after uint64) error
 	// ReadJournal returns the session's journal, oldest delivery first.
 	ReadJournal(ctx context.Context, id string) ([]*JournalEntry, error)

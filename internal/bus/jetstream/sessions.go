@@ -210,21 +210,45 @@ func (s *Sessions) DeleteSession(ctx context.Context, id string) error {
 
 func (s *Sessions) subject(id string) string { return s.b.opts.Prefix + ".journal." + id }
 
+// writerHeader carries a journal entry's Writer.
+const writerHeader = "Fleetwire-Writer"
+
 // AppendJournal adds one delivery to the session's journal.
+//
+// A publish whose acknowledgement was lost (NATS went away after storing
+// it) leaves an entry the writer does not know of, and its next append,
+// expecting its own last entry at after, is refused. The writer's name on
+// each entry tells such an entry from one written by a node that took the
+// session over: after its own, the append is made again.
 func (s *Sessions) AppendJournal(ctx context.Context, id string, e *bus.JournalEntry, after uint64) error {
-	var opts []jetstream.PublishOpt
-	if after != 0 {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(after))
+	msg := nats.NewMsg(s.subject(id))
+	msg.Data = encodeJournal(e)
+	if e.Writer != "" {
+		msg.Header.Set(writerHeader, e.Writer)
 	}
-	ack, err := s.b.js.Publish(ctx, s.subject(id), encodeJournal(e), opts...)
-	if isWrongSequence(err) {
-		return bus.ErrSuperseded
+	for range 3 {
+		var opts []jetstream.PublishOpt
+		if after != 0 {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(after))
+		}
+		ack, err := s.b.js.PublishMsg(ctx, msg, opts...)
+		if err == nil {
+			e.Seq = ack.Sequence
+			return nil
+		}
+		if !isWrongSequence(err) {
+			return fmt.Errorf("append journal: %w", err)
+		}
+		last, lerr := s.journal.GetLastMsgForSubject(ctx, msg.Subject)
+		if lerr != nil {
+			return fmt.Errorf("append journal: read its last entry: %w", lerr)
+		}
+		if e.Writer == "" || last.Header.Get(writerHeader) != e.Writer || last.Sequence <= after {
+			return bus.ErrSuperseded
+		}
+		after = last.Sequence
 	}
-	if err != nil {
-		return fmt.Errorf("append journal: %w", err)
-	}
-	e.Seq = ack.Sequence
-	return nil
+	return bus.ErrSuperseded
 }
 
 // ReadJournal returns the session's journal, oldest delivery first.
