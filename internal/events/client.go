@@ -60,14 +60,20 @@ type Client struct {
 
 	followed bool // holds the hub's follow of user
 
-	// In a cluster (see cluster.go).
-	id            string       // tracking id
-	sess          bus.Sessions // nil on a single node
+	id        string       // tracking id
+	lagFrom   uint64       // the oldest change merged into c.lag
+	sess      bus.Sessions // nil on a single node
+	handedOff bool
+	cl        *clusterState // in a cluster only (sess != nil)
+}
+
+// clusterState is what a client keeps in a cluster only (see cluster.go),
+// apart so that a single node's clients do not carry it.
+type clusterState struct {
+	writer        string // names this node's stay of the session in its journal
 	rec           bus.SessionRecord
 	lastJournaled uint64
-	journalSeq    uint64 // the journal's last entry, as this node wrote or read it
-	lagFrom       uint64 // the oldest change merged into c.lag
-	handedOff     bool
+	journalSeq    uint64            // the journal's last entry, as this node wrote or read it
 	catching      bool              // replaying the log after a take-over
 	replayedTo    uint64            // while catching up: the log is replayed up to here
 	droppedMax    uint64            // the newest live change dropped while catching up

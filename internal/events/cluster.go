@@ -71,11 +71,14 @@ func (c *Client) skipLive(m *bus.Message) bool {
 	if c.closed || c.uid == 0 {
 		return true
 	}
-	if c.catching {
-		c.droppedMax = max(c.droppedMax, m.Seq)
+	if c.cl == nil {
+		return false
+	}
+	if c.cl.catching {
+		c.cl.droppedMax = max(c.cl.droppedMax, m.Seq)
 		return true
 	}
-	return m.Seq != 0 && m.Seq <= c.liveFrom
+	return m.Seq != 0 && m.Seq <= c.cl.liveFrom
 }
 
 // from is the log position from which every change for the client not yet
@@ -105,9 +108,9 @@ func (c *Client) from() uint64 {
 	if len(c.lag) > 0 && c.lagFrom > 0 {
 		low = min(low, c.lagFrom)
 	}
-	if c.catching {
+	if c.cl != nil && c.cl.catching {
 		// Not caught up yet: the changes the replay has not reached.
-		low = min(low, c.replayedTo+1)
+		low = min(low, c.cl.replayedTo+1)
 	}
 	return low
 }
@@ -123,7 +126,7 @@ func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
 		c.mu.Unlock()
 		return errHandedOff
 	}
-	e := &bus.JournalEntry{First: first, Count: len(msgs)}
+	e := &bus.JournalEntry{First: first, Count: len(msgs), Writer: c.cl.writer}
 	for _, m := range msgs {
 		if ps, ok := m.Meta.([]bus.Pos); ok {
 			e.Pos = append(e.Pos, ps...)
@@ -133,7 +136,7 @@ func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
 		}
 	}
 	e.From = c.from()
-	after := c.journalSeq
+	after := c.cl.journalSeq
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -147,9 +150,9 @@ func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
 		return fmt.Errorf("journal session: %w", err)
 	}
 	c.mu.Lock()
-	c.journalSeq = e.Seq
-	c.lastJournaled = max(c.lastJournaled, first+uint64(len(msgs))-1)
-	c.rec.From = e.From
+	c.cl.journalSeq = e.Seq
+	c.cl.lastJournaled = max(c.cl.lastJournaled, first+uint64(len(msgs))-1)
+	c.cl.rec.From = e.From
 	c.mu.Unlock()
 	return nil
 }
@@ -197,7 +200,7 @@ func (c *Client) store(ctx context.Context, rec *bus.SessionRecord, fresh bool) 
 
 // record is the client's session record. Callers hold c.mu.
 func (c *Client) record() *bus.SessionRecord {
-	r := c.rec
+	r := c.cl.rec
 	r.ID, r.Node = c.id, c.hub.opts.Node
 	if c.uid != 0 {
 		r.UserID = c.uid
@@ -216,8 +219,8 @@ func (c *Client) record() *bus.SessionRecord {
 		}
 		r.Batches = append(r.Batches, br)
 	}
-	r.Last = c.lastJournaled
-	if r.From == 0 || !c.catching {
+	r.Last = c.cl.lastJournaled
+	if r.From == 0 || !c.cl.catching {
 		r.From = c.from()
 	}
 	r.Updated = c.hub.opts.Now()
@@ -244,7 +247,7 @@ func (c *Client) saveLocked() {
 	rec := c.record()
 	switch err := c.store(ctx, rec, true); {
 	case err == nil:
-		c.rec.Rev = rec.Rev
+		c.cl.rec.Rev = rec.Rev
 	case errors.Is(err, bus.ErrSuperseded):
 		mSuperseded.Inc()
 		c.hub.opts.Logger.Info("events: session taken over by another node", "session", shortID(c.id))
@@ -331,14 +334,14 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 		}
 	}
 	c.mu.Lock()
-	c.lastJournaled = rec.Last
-	c.rec.From, c.rec.Rev = rec.From, rec.Rev
+	c.cl.lastJournaled = rec.Last
+	c.cl.rec.From, c.cl.rec.Rev = rec.From, rec.Rev
 	for _, e := range journal {
-		c.lastJournaled = max(c.lastJournaled, e.First+uint64(e.Count)-1)
+		c.cl.lastJournaled = max(c.cl.lastJournaled, e.First+uint64(e.Count)-1)
 	}
 	if len(journal) > 0 {
 		last := journal[len(journal)-1]
-		c.rec.From, c.journalSeq = last.From, last.Seq
+		c.cl.rec.From, c.cl.journalSeq = last.From, last.Seq
 	}
 	c.mu.Unlock()
 	if user == nil {
@@ -378,20 +381,20 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 		}
 		c.batches[kind] = b
 	}
-	c.delivered = map[posKey]uint64{}
+	c.cl.delivered = map[posKey]uint64{}
 	for _, e := range journal {
 		for _, p := range e.Pos {
 			k := posKey{p.Kind, p.Key}
-			c.delivered[k] = max(c.delivered[k], p.Seq)
+			c.cl.delivered[k] = max(c.cl.delivered[k], p.Seq)
 		}
 	}
-	c.catching = true
-	c.replayedTo = c.rec.From - min(c.rec.From, 1)
-	h.opts.Logger.Debug("events: session restored", "session", shortID(c.id), "from", c.rec.From,
-		"last", c.lastJournaled, "journal", len(journal), "delivered", fmt.Sprint(c.delivered))
+	c.cl.catching = true
+	c.cl.replayedTo = c.cl.rec.From - min(c.cl.rec.From, 1)
+	h.opts.Logger.Debug("events: session restored", "session", shortID(c.id), "from", c.cl.rec.From,
+		"last", c.cl.lastJournaled, "journal", len(journal), "delivered", fmt.Sprint(c.cl.delivered))
 	c.reindex(before, hadState, hadBatch)
 	c.saveLocked()
-	go c.catchUp(c.rec.From)
+	go c.catchUp(c.cl.rec.From)
 	mRestored.Inc()
 	return c, nil
 }
@@ -430,11 +433,11 @@ func (c *Client) catchUp(from uint64) {
 			c.mu.Unlock()
 			return
 		}
-		if !ok || from == 0 || last >= c.droppedMax {
-			c.catching = false
-			c.liveFrom = max(last, c.droppedMax)
-			c.delivered = nil
-			c.hub.opts.Logger.Debug("events: session caught up", "session", shortID(c.id), "from", c.rec.From, "live_from", c.liveFrom)
+		if !ok || from == 0 || last >= c.cl.droppedMax {
+			c.cl.catching = false
+			c.cl.liveFrom = max(last, c.cl.droppedMax)
+			c.cl.delivered = nil
+			c.hub.opts.Logger.Debug("events: session caught up", "session", shortID(c.id), "from", c.cl.rec.From, "live_from", c.cl.liveFrom)
 			c.mu.Unlock()
 			return
 		}
@@ -451,9 +454,9 @@ func (c *Client) replay(m *bus.Message) bool {
 	if c.closed {
 		return false
 	}
-	c.replayedTo = max(c.replayedTo, m.Seq-1)
-	defer func() { c.replayedTo = max(c.replayedTo, m.Seq) }()
-	if c.delivered[keyOf(m)] >= m.Seq {
+	c.cl.replayedTo = max(c.cl.replayedTo, m.Seq-1)
+	defer func() { c.cl.replayedTo = max(c.cl.replayedTo, m.Seq) }()
+	if c.cl.delivered[keyOf(m)] >= m.Seq {
 		return true
 	}
 	switch m.Kind {

@@ -20,6 +20,8 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"runtime"
@@ -316,10 +318,13 @@ func (h *Hub) NewClient() *Client { return h.open("", "", [32]byte{}) }
 
 func (h *Hub) open(id, addr string, secret [32]byte) *Client {
 	c := &Client{hub: h, out: outbox.New(h.opts.Outbox), id: id}
-	if id != "" {
+	if id != "" && h.opts.Sessions != nil {
 		c.sess = h.opts.Sessions
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.cl = &clusterState{writer: h.opts.Node + "/" + hex.EncodeToString(b[:])}
+		c.cl.rec.Addr, c.cl.rec.Secret = addr, secret
 	}
-	c.rec.Addr, c.rec.Secret = addr, secret
 	h.mu.Lock()
 	h.clients[c] = struct{}{}
 	h.mu.Unlock()
@@ -621,7 +626,7 @@ func (h *Hub) touchSessions() {
 		switch {
 		case err == nil:
 			c.mu.Lock()
-			c.rec.Rev = max(c.rec.Rev, rec.Rev)
+			c.cl.rec.Rev = max(c.cl.rec.Rev, rec.Rev)
 			c.mu.Unlock()
 		case errors.Is(err, bus.ErrSuperseded):
 			c.superseded()
