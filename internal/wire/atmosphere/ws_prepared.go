@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/fleetwire/fleetwire/internal/wire/websocket"
@@ -14,7 +15,7 @@ import (
 // queues the same bytes for every subscriber, so the first connection to
 // write it frames it (and, when a client negotiated permessage-deflate,
 // compresses it) and the others reuse the result.
-var prepared = newPreparedCache()
+var prepared = newPreparedCache(time.Second)
 
 const (
 	cacheShards = 16
@@ -29,14 +30,23 @@ const (
 // keeps two generations: a lookup that hits the old one moves the entry
 // to the current one, and a full current generation replaces the old
 // one, so recently sent messages stay and the rest go.
+//
+// Generations also age: the current one turns old after age, and the old
+// one is dropped then. A message goes to its subscribers within moments,
+// so an entry not asked for over that time is of no more use; without
+// the ageing, the last messages of idle connections (a subscription's
+// answer and first batch, which only that connection sends) would stay
+// in memory until enough other messages pushed them out.
 type preparedCache struct {
 	shards [cacheShards]cacheShard
 }
 
 type cacheShard struct {
+	age      time.Duration
 	mu       sync.Mutex
-	cur, old map[cacheKey]cacheEntry
+	cur, old map[cacheKey]cacheEntry // nil when empty
 	bytes    int
+	timer    *time.Timer // ages the shard while it holds entries, else nil
 }
 
 type cacheKey struct {
@@ -52,12 +62,24 @@ type cacheEntry struct {
 	m   *websocket.PreparedMessage
 }
 
-func newPreparedCache() *preparedCache {
+func newPreparedCache(age time.Duration) *preparedCache {
 	pc := &preparedCache{}
 	for i := range pc.shards {
-		pc.shards[i].cur = make(map[cacheKey]cacheEntry)
+		pc.shards[i].age = age
 	}
 	return pc
+}
+
+// len is the number of entries held, for tests.
+func (pc *preparedCache) len() int {
+	n := 0
+	for i := range pc.shards {
+		sh := &pc.shards[i]
+		sh.mu.Lock()
+		n += len(sh.cur) + len(sh.old)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // get returns msg's prepared text frame, framed with trackMessageLength
@@ -106,10 +128,31 @@ func appendMessageOnce(msg []byte, track bool) []byte {
 	return appendFrame(make([]byte, 0, len(msg)+12), msg)
 }
 
+// add puts e in the current generation. Callers hold sh.mu.
 func (sh *cacheShard) add(k cacheKey, e cacheEntry) {
 	if len(sh.cur) >= cacheShardEntries || sh.bytes >= cacheShardBytes {
 		sh.old, sh.cur, sh.bytes = sh.cur, make(map[cacheKey]cacheEntry, len(sh.cur)), 0
 	}
+	if sh.cur == nil {
+		sh.cur = make(map[cacheKey]cacheEntry)
+	}
 	sh.cur[k] = e
 	sh.bytes += len(e.msg)
+	if sh.timer == nil {
+		sh.timer = time.AfterFunc(sh.age, sh.ageOnce)
+	}
+}
+
+// ageOnce turns the current generation old and drops the old one; the
+// timer runs again while anything is left.
+func (sh *cacheShard) ageOnce() {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.old, sh.bytes = sh.cur, 0
+	sh.cur = nil
+	if len(sh.old) == 0 {
+		sh.old, sh.timer = nil, nil
+		return
+	}
+	sh.timer.Reset(sh.age)
 }
