@@ -52,16 +52,16 @@ type attachment struct {
 	counted bool
 
 	stopOnce sync.Once
-	stop     chan struct{}          // closed by detach
-	onStop   atomic.Pointer[func()] // called by detach after stop is closed
-	code     int                    // close code and reason, set before stop is closed
+	stop     signal                 // fired by detach
+	onStop   atomic.Pointer[func()] // called by detach after stop fired
+	code     int                    // close code and reason, set before stop fires
 	reason   string
-	done     chan struct{} // closed by release, once the transport stopped delivering
+	done     signal // fired by release, once the transport stopped delivering
 	released atomic.Bool
 }
 
 func newAttachment(transport string, kick func()) *attachment {
-	return &attachment{transport: transport, kick: kick, stop: make(chan struct{}), done: make(chan struct{})}
+	return &attachment{transport: transport, kick: kick}
 }
 
 // detach asks the transport to end, with a WebSocket close code and reason.
@@ -69,7 +69,7 @@ func newAttachment(transport string, kick func()) *attachment {
 func (a *attachment) detach(code int, reason string) {
 	a.stopOnce.Do(func() {
 		a.code, a.reason = code, reason
-		close(a.stop)
+		a.stop.fire()
 		if f := a.onStop.Load(); f != nil {
 			(*f)()
 		}
@@ -81,23 +81,19 @@ func (a *attachment) detach(code int, reason string) {
 func (a *attachment) wait() {
 	t := time.NewTimer(kickAfter)
 	defer t.Stop()
+	done := a.done.C()
 	select {
-	case <-a.done:
+	case <-done:
 	case <-t.C:
 		if a.kick != nil {
 			a.kick()
 		}
-		<-a.done
+		<-done
 	}
 }
 
 func (a *attachment) stopped() bool {
-	select {
-	case <-a.stop:
-		return true
-	default:
-		return false
-	}
+	return a.stop.happened()
 }
 
 func newSession(srv *Server, id string, app Session) *session {
@@ -179,7 +175,7 @@ func (s *session) release(a *attachment) {
 	if a.counted {
 		connGauge(a.transport).Add(-1)
 	}
-	close(a.done)
+	a.done.fire()
 }
 
 // take returns the next messages to write on a: pending replays first,
