@@ -49,3 +49,19 @@ func BenchmarkApply(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkTrackersOfUser measures listing one user's 100 trackers in an
+// installation of 100,000 (1,000 users), as every subscription does.
+func BenchmarkTrackersOfUser(b *testing.B) {
+	r := New(nil, bus.NewMemory(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for id := int64(1); id <= 100000; id++ {
+		t := &fleet.Tracker{ID: id, UserID: 1 + id%1000, SourceID: id}
+		r.takeTracker(&bus.Message{Kind: bus.KindTracker, UserID: t.UserID, TrackerID: id, Tracker: t})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(r.Trackers(7)); n != 100 {
+			b.Fatalf("%d trackers", n)
+		}
+	}
+}

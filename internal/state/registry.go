@@ -120,6 +120,7 @@ type Registry struct {
 
 	mu       sync.RWMutex
 	trackers map[int64]*fleet.Tracker
+	byUser   map[int64]map[int64]*fleet.Tracker // the same trackers by user, then id
 	byDevice map[string]int64
 	states   map[int64]*fleet.State
 	dirty    map[int64]struct{} // single node: states to write to the store
@@ -160,6 +161,7 @@ func New(st store.Store, b bus.Bus, opts Options) *Registry {
 	r := &Registry{
 		st: st, bus: b, opts: opts, shared: ok && sh.Shared(),
 		trackers: make(map[int64]*fleet.Tracker),
+		byUser:   make(map[int64]map[int64]*fleet.Tracker),
 		byDevice: make(map[string]int64),
 		states:   make(map[int64]*fleet.State),
 		dirty:    make(map[int64]struct{}),
@@ -230,7 +232,7 @@ func (r *Registry) Load(ctx context.Context) error {
 	var top uint64
 	r.mu.Lock()
 	for _, t := range ts {
-		r.trackers[t.ID] = t
+		r.putTracker(t)
 		if t.DeviceID != "" {
 			r.byDevice[t.DeviceID] = t.ID
 		}
@@ -290,11 +292,13 @@ func (r *Registry) TrackerByDevice(deviceID string) (*fleet.Tracker, bool) {
 // by id.
 func (r *Registry) Trackers(userID int64) []*fleet.Tracker {
 	r.mu.RLock()
-	out := make([]*fleet.Tracker, 0, len(r.trackers))
-	for _, t := range r.trackers {
-		if userID == 0 || t.UserID == userID {
-			out = append(out, t)
-		}
+	all := r.trackers
+	if userID != 0 {
+		all = r.byUser[userID]
+	}
+	out := make([]*fleet.Tracker, 0, len(all))
+	for _, t := range all {
+		out = append(out, t)
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b *fleet.Tracker) int {
@@ -419,7 +423,7 @@ func (r *Registry) CreateTracker(ctx context.Context, t *fleet.Tracker) (*fleet.
 	}
 	st := initialState(nt)
 	r.mu.Lock()
-	r.trackers[nt.ID] = nt
+	r.putTracker(nt)
 	if nt.DeviceID != "" {
 		r.byDevice[nt.DeviceID] = nt.ID
 	}
@@ -453,7 +457,7 @@ func (r *Registry) SetBlocked(ctx context.Context, id int64, blocked bool) error
 	nt := *t
 	nt.Blocked = blocked
 	r.mu.Lock()
-	r.trackers[id] = &nt
+	r.putTracker(&nt)
 	r.mu.Unlock()
 	ev := fleet.LifecycleBlock
 	if !blocked {
@@ -500,13 +504,42 @@ func (r *Registry) Delete(ctx context.Context, id int64) error {
 	return nil
 }
 
+// putTracker adds or replaces t in the indexes by id and by user. Callers
+// hold r.mu.
+func (r *Registry) putTracker(t *fleet.Tracker) {
+	r.dropTracker(t.ID)
+	r.trackers[t.ID] = t
+	u := r.byUser[t.UserID]
+	if u == nil {
+		u = make(map[int64]*fleet.Tracker)
+		r.byUser[t.UserID] = u
+	}
+	u[t.ID] = t
+}
+
+// dropTracker removes the tracker from the indexes by id and by user.
+// Callers hold r.mu.
+func (r *Registry) dropTracker(id int64) {
+	old, ok := r.trackers[id]
+	if !ok {
+		return
+	}
+	delete(r.trackers, id)
+	if u := r.byUser[old.UserID]; u != nil {
+		delete(u, id)
+		if len(u) == 0 {
+			delete(r.byUser, old.UserID)
+		}
+	}
+}
+
 // forget drops a deleted tracker.
 func (r *Registry) forget(t *fleet.Tracker) {
 	r.mu.Lock()
 	if old, ok := r.trackers[t.ID]; ok && r.byDevice[old.DeviceID] == t.ID {
 		delete(r.byDevice, old.DeviceID)
 	}
-	delete(r.trackers, t.ID)
+	r.dropTracker(t.ID)
 	delete(r.states, t.ID)
 	delete(r.dirty, t.ID)
 	delete(r.written, t.ID)
@@ -590,7 +623,7 @@ func (r *Registry) takeTracker(m *bus.Message) {
 	if old, ok := r.trackers[t.ID]; ok && old.DeviceID != t.DeviceID && r.byDevice[old.DeviceID] == t.ID {
 		delete(r.byDevice, old.DeviceID)
 	}
-	r.trackers[t.ID] = t
+	r.putTracker(t)
 	if t.DeviceID != "" {
 		r.byDevice[t.DeviceID] = t.ID
 	}

@@ -736,3 +736,67 @@ func TestHandleBus(t *testing.T) {
 		t.Errorf("listeners heard %v, want tracker, the newer state, tracker", got)
 	}
 }
+
+// TestTrackersByUser: a user's list comes from the registry's index by
+// user, which follows creation, blocking, a tracker moving to another
+// user (as the bus brings it) and deletion.
+func TestTrackersByUser(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	other, err := f.st.CreateUser(ctx, &fleet.User{Login: "other", PasswordHash: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := f.tracker(t, "dev-a"), f.tracker(t, "dev-b"), f.tracker(t, "dev-c")
+	ids := func(user int64) string {
+		var out []int64
+		for _, tr := range f.reg.Trackers(user) {
+			if tr.UserID != user && user != 0 {
+				t.Errorf("tracker %d of user %d listed for user %d", tr.ID, tr.UserID, user)
+			}
+			out = append(out, tr.ID)
+		}
+		return fmt.Sprint(out)
+	}
+	want := func(user int64, trs ...*fleet.Tracker) {
+		t.Helper()
+		var w []int64
+		for _, tr := range trs {
+			w = append(w, tr.ID)
+		}
+		if got := ids(user); got != fmt.Sprint(w) {
+			t.Fatalf("user %d: trackers %s, want %v", user, got, w)
+		}
+	}
+	want(f.user, a, b, c)
+	want(other)
+	if err := f.reg.SetBlocked(ctx, b.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if l := f.reg.Trackers(f.user); len(l) != 3 || !l[1].Blocked {
+		t.Fatalf("after blocking: %+v", l)
+	}
+	moved := *c
+	moved.UserID = other
+	f.reg.takeTracker(&bus.Message{Kind: bus.KindTracker, UserID: other, TrackerID: c.ID, Tracker: &moved})
+	want(f.user, a, b)
+	want(other, c)
+	if err := f.reg.Delete(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	want(f.user, b)
+	want(0, b, c)
+	f.reg.mu.RLock()
+	users := len(f.reg.byUser)
+	f.reg.mu.RUnlock()
+	if err := f.reg.Delete(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	want(f.user)
+	f.reg.mu.RLock()
+	left := len(f.reg.byUser)
+	f.reg.mu.RUnlock()
+	if users != 2 || left != 1 {
+		t.Fatalf("%d users indexed before the last tracker of one went, %d after; want 2, 1", users, left)
+	}
+}
