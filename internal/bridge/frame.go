@@ -20,7 +20,7 @@ const MaxTopicLen = 1024
 // apierr.WrongRequestFormat (with a detail); the topic itself is not
 // checked here (see ValidTopic).
 func ParseFrame(b []byte) (topic string, payload json.RawMessage, err error) {
-	b = bytes.TrimSpace(b)
+	b = bytes.Trim(b, " \t\r\n") // JSON whitespace only
 	if len(b) == 0 {
 		return "", nil, apierr.WrongRequestFormat.With("empty frame")
 	}
