@@ -303,7 +303,9 @@ func (r *wsRun) kick() {
 }
 
 // writeLoop is one writer: it runs steps until there is nothing to do, or
-// the delivery ends.
+// the delivery ends. Kicked again meanwhile, it goes to the back of the
+// writers' line when other connections wait there, gathering what
+// arrives until its turn.
 func (r *wsRun) writeLoop() {
 	for {
 		res, over := r.step()
@@ -319,6 +321,10 @@ func (r *wsRun) writeLoop() {
 		}
 		r.again = false
 		r.mu.Unlock()
+		if writers.Waiting() > 0 {
+			writers.run(r.writeLoop)
+			return
+		}
 	}
 }
 
