@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -144,4 +145,48 @@ func TestInitialStateBatchStreams(t *testing.T) {
 			t.Errorf("%s: the change made while streaming was not delivered (lat %v)", dev, lats[tr.SourceID])
 		}
 	}
+}
+
+// Two hub ticks can fall on the same grid index (a late tick and the next
+// one): a client handled in the first and due again in the second still
+// gets its next batch. The clock stands still while the hub ticks, as it
+// does between two ticks that read the same time.
+func TestStateBatchDueInRepeatedTick(t *testing.T) {
+	f := newFixture(t, Options{MinRateLimit: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.hub.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	u, hash := f.user("tia", "UTC")
+	f.tracker(u.ID, "t1")
+	c := f.hub.NewClient()
+	send(c, sub(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}, "rate_limit": "50ms"}))
+	drain(t, c) // the response and the initial batch
+
+	// want waits, with the clock standing still, for a batch with lat.
+	want := func(lat float64) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			lats := map[int64]float64{}
+			batchLats(t, drain(t, c), lats)
+			for _, got := range lats {
+				if got == lat {
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("no state_batch with lat %v within 3s", lat)
+	}
+	f.advance(time.Second)
+	f.fix("t1", 1)
+	want(1)
+	// Due again while the clock still reads the tick that sent the batch.
+	f.fix("t1", 2)
+	time.Sleep(50 * time.Millisecond) // several ticks at the same time
+	f.advance(time.Second)
+	want(2)
 }

@@ -56,7 +56,7 @@ type Client struct {
 	overSince   time.Time
 	overDrained uint64
 
-	tick int64 // the hub tick that last handled the client; Run's alone
+	tick int64 // the count of the hub tick that last handled the client; Run's alone
 
 	followed bool // holds the hub's follow of user
 

@@ -520,6 +520,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		wakes   []time.Time
 		buckets = map[int64][]*Client{}
 		cache   = newBatchCache()
+		tickN   int64 // ticks handled
 	)
 	for {
 		select {
@@ -550,11 +551,16 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 		cache.reset()
-		// A client may be both due and in a bucket: handle it once.
+		// A client may be both due and in a bucket: handle it once. Ticks
+		// are counted, not told apart by their grid index: a late tick and
+		// the next one can fall on the same index, and a client handled in
+		// the first and due again in the second must not be skipped (it
+		// would wait for good: it is due only once per batch).
+		tickN++
 		n := 0
 		for _, c := range work {
-			if c.tick != idx+1 {
-				c.tick = idx + 1
+			if c.tick != tickN {
+				c.tick = tickN
 				work[n] = c
 				n++
 			}
