@@ -1,10 +1,16 @@
 package atmosphere
 
 import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestWorkersRunEveryTask: tasks handed over from many goroutines at once
@@ -103,6 +109,57 @@ func TestWorkersBounded(t *testing.T) {
 		}
 		if k+1 < len(order) && order[k+1] >= 3 && order[k+1] < order[k]-3 {
 			t.Fatalf("task %d ran well after task %d: %v", order[k+1], order[k], order[:min(len(order), 40)])
+		}
+	}
+}
+
+// TestSlowReadersHoldUpNoOne: more clients than there are writers stop
+// reading while megabytes are queued for them, so that every write to
+// them blocks until its deadline; a client that reads still gets each of
+// its messages at once.
+func TestSlowReadersHoldUpNoOne(t *testing.T) {
+	e := newEnv(t, Options{WriteTimeout: 30 * time.Second})
+	// Small receive buffers, so that the server's writes block soon.
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}
+	dial := func() (*websocket.Conn, *echoSession) {
+		t.Helper()
+		c, _, err := dialer.Dial(e.wsURL(hTrackingID, "0", hTransport, "websocket", hProtocol, "true", hFramework, "5.0.7"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		read(t, c) // the handshake
+		return c, e.nextOpened()
+	}
+	big := []byte(strings.Repeat("x", 1<<20))
+	slow := 3 * writers.max
+	for range slow {
+		_, s := dial() // never read again
+		for range 8 {
+			if err := s.q.Push(big); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the writes to the slow clients block
+	c, s := dial()
+	for i := range 50 {
+		msg := "m" + strconv.Itoa(i)
+		start := time.Now()
+		s.Push(t, msg)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d behind %d blocked clients: %v after %v", i, slow, err, time.Since(start))
+		}
+		if string(b) != msg {
+			t.Fatalf("got %q, want %q", b, msg)
 		}
 	}
 }
