@@ -24,30 +24,31 @@ type Conn struct {
 	nc          net.Conn
 	subprotocol string
 
-	// Read side: owned by the reader.
+	// Read side: owned by the reader. (The small fields of both sides
+	// sit together, so that a connection takes no padding.)
 	rbuf        []byte // nil while idle after TryReadMessage (see releaseReadBuf)
 	rbufp       *[]byte
 	rsize       int // the read buffer's size
 	raw         syscall.RawConn
-	try         bool // inside TryReadMessage
 	rpos, rend  int
 	readLimit   int64
 	idle        time.Duration
-	inflate     bool   // permessage-deflate negotiated
-	takeover    bool   // the client keeps its window between messages
 	dict        []byte // the window the client's next message refers to
 	msg         []byte // the message being assembled
 	msgOp       Opcode // its opcode, 0 between messages
 	msgDeflated bool
 	text        utf8State
+	inflate     bool // permessage-deflate negotiated
+	takeover    bool // the client keeps its window between messages
 	readErr     error
+	try         bool // inside TryReadMessage
 
 	// Write side: under wmu.
-	wmu          sync.Mutex
 	deflate      bool // compress messages at least threshold long
+	closeSent    bool
+	wmu          sync.Mutex
 	threshold    int
 	writeTimeout time.Duration
-	closeSent    bool
 	writeErr     error
 }
 
