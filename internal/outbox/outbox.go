@@ -44,11 +44,11 @@ type Queue struct {
 	ready   chan struct{}
 	notify  func() // called after every signal; see SetNotify
 	done    chan struct{}
-	closed  bool
-	code    int
 	reason  string
 	pushed  uint64
 	drained uint64
+	code    int32
+	closed  bool
 }
 
 // New returns an empty queue.
@@ -215,7 +215,7 @@ func (q *Queue) Close(code int, reason string) {
 		q.mu.Unlock()
 		return
 	}
-	q.closed, q.code, q.reason = true, code, reason
+	q.closed, q.code, q.reason = true, int32(code), reason
 	if q.done != nil {
 		close(q.done)
 	}
@@ -251,7 +251,7 @@ func (q *Queue) Each(fn func(Entry)) {
 func (q *Queue) Closed() (closed bool, code int, reason string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.closed, q.code, q.reason
+	return q.closed, int(q.code), q.reason
 }
 
 // Counts returns how many messages were ever pushed and drained (minus

@@ -11,7 +11,8 @@ type delivery struct {
 }
 
 // ring keeps the last messages a session delivered, numbered, bounded in
-// count and bytes, for re-sending after a lost connection.
+// count and bytes, for re-sending after a lost connection. A nil ring is
+// empty: a session makes one when it first keeps a message.
 type ring struct {
 	entries []delivery
 	head    int
@@ -19,17 +20,22 @@ type ring struct {
 	limits  outbox.Limits
 }
 
-func newRing(l outbox.Limits) ring {
+func newRing(l outbox.Limits) *ring {
 	if l.MaxMessages <= 0 {
 		l.MaxMessages = 4096
 	}
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 16 << 20
 	}
-	return ring{limits: l}
+	return &ring{limits: l}
 }
 
-func (g *ring) len() int { return len(g.entries) - g.head }
+func (g *ring) len() int {
+	if g == nil {
+		return 0
+	}
+	return len(g.entries) - g.head
+}
 
 // push appends d, evicting the oldest entries beyond the limits.
 func (g *ring) push(d delivery) {
@@ -62,6 +68,9 @@ func (g *ring) first() uint64 {
 
 // after returns a copy of the entries numbered above n, in order.
 func (g *ring) after(n uint64) []delivery {
+	if g == nil {
+		return nil
+	}
 	var out []delivery
 	for _, d := range g.entries[g.head:] {
 		if d.seq > n {

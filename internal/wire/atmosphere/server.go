@@ -334,7 +334,7 @@ func (srv *Server) adopt(id string, res *Resumed) (*session, error) {
 	s.seq = res.Last
 	first := res.Last - uint64(len(res.Replay)) + 1
 	for i, m := range res.Replay {
-		s.ring.push(delivery{seq: first + uint64(i), msg: m})
+		s.keep(delivery{seq: first + uint64(i), msg: m})
 	}
 	srv.mu.Lock()
 	if srv.closing {

@@ -34,7 +34,7 @@ type session struct {
 	idleSince time.Time // when the last transport detached; zero while attached
 	removed   bool
 	seq       uint64 // number of the last message delivered
-	ring      ring
+	ring      *ring  // made by keep; nil while nothing is kept
 
 	closeOnce sync.Once
 }
@@ -44,20 +44,20 @@ type attachment struct {
 	transport string
 	// kick cuts the connection, unblocking a write in progress. May be nil.
 	kick func()
-	// ack is set when the client acknowledged with X-Fleetwire-Received.
-	ack bool
 	// replay holds the ring messages still to re-send; guarded by the
 	// session's mu.
-	replay  []delivery
-	counted bool
+	replay []delivery
 
 	stopOnce sync.Once
-	stop     signal                 // fired by detach
-	onStop   atomic.Pointer[func()] // called by detach after stop fired
-	code     int                    // close code and reason, set before stop fires
-	reason   string
-	done     signal // fired by release, once the transport stopped delivering
 	released atomic.Bool
+	stop     signal                 // fired by detach
+	done     signal                 // fired by release, once the transport stopped delivering
+	onStop   atomic.Pointer[func()] // called by detach after stop fired
+	reason   string                 // close reason and code, set before stop fires
+	code     int32
+	// ack is set when the client acknowledged with X-Fleetwire-Received.
+	ack     bool
+	counted bool
 }
 
 func newAttachment(transport string, kick func()) *attachment {
@@ -68,7 +68,7 @@ func newAttachment(transport string, kick func()) *attachment {
 // The first call wins.
 func (a *attachment) detach(code int, reason string) {
 	a.stopOnce.Do(func() {
-		a.code, a.reason = code, reason
+		a.code, a.reason = int32(code), reason
 		a.stop.fire()
 		if f := a.onStop.Load(); f != nil {
 			(*f)()
@@ -99,7 +99,7 @@ func (a *attachment) stopped() bool {
 func newSession(srv *Server, id string, app Session) *session {
 	q := app.Outbox()
 	j, _ := app.(Journal)
-	return &session{id: id, srv: srv, app: app, q: q, journal: j, idleSince: time.Now(), ring: newRing(q.Limits())}
+	return &session{id: id, srv: srv, app: app, q: q, journal: j, idleSince: time.Now()}
 }
 
 // attach makes a the session's transport, detaching the previous one and
@@ -160,6 +160,15 @@ func (s *session) prepareReplay(a *attachment, n uint64) {
 	}
 }
 
+// keep puts d in the replay ring, made on first use. Callers hold s.mu
+// (or own s, before it is shared).
+func (s *session) keep(d delivery) {
+	if s.ring == nil {
+		s.ring = newRing(s.q.Limits())
+	}
+	s.ring.push(d)
+}
+
 // release ends a's attachment: the transport no longer writes. Only the
 // first call counts.
 func (s *session) release(a *attachment) {
@@ -215,7 +224,7 @@ func (s *session) take(a *attachment, max int) (out []delivery, err error) {
 		if a.ack {
 			// Only a client that acknowledges can ask for a replay; for
 			// the others the ring would be memory held for nothing.
-			s.ring.push(d)
+			s.keep(d)
 		}
 		out = append(out, d)
 	}

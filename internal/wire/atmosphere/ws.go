@@ -64,16 +64,16 @@ func mustPrepare(b []byte) *websocket.PreparedMessage {
 type wsConn struct {
 	conn  *websocket.Conn
 	track bool
-	log   *slog.Logger
 }
 
 // write sends ds as text frames, all in one write: each message's frame
 // (and compressed frame) is shared with every connection that sends it.
-func (c *wsConn) write(ds []delivery) (int, error) {
+// log takes the warning about a message that is not UTF-8.
+func (c *wsConn) write(ds []delivery, log *slog.Logger) (int, error) {
 	var arr [drainBatch]*websocket.PreparedMessage
 	ms := arr[:0]
 	for _, d := range ds {
-		ms = append(ms, prepared.get(d.msg, c.track, c.log))
+		ms = append(ms, prepared.get(d.msg, c.track, log))
 	}
 	return c.conn.WritePrepared(ms)
 }
@@ -156,11 +156,14 @@ func (s *session) bound() bool {
 	return !ok || b.Bound()
 }
 
+// readState is the reader's state of a wsRun.
+type readState uint8
+
 // Reader states of a wsRun.
 const (
-	readArmed   = iota // waiting for readiness on the poller: no goroutine
-	readRunning        // a goroutine reads
-	readEnded          // the connection's reading is over
+	readArmed   readState = iota // waiting for readiness on the poller: no goroutine
+	readRunning                  // a goroutine reads
+	readEnded                    // the connection's reading is over
 )
 
 // wsRun carries session s over an upgraded WebSocket with no goroutine of
@@ -202,15 +205,15 @@ type wsRun struct {
 	nextPing                       int64        // owned by tick
 
 	mu       sync.Mutex
-	writing  bool // a writer goroutine runs
-	again    bool // something happened while it ran: it looks again
-	hbDue    bool // the heartbeat period passed without a write
-	retrying bool // the journal failed: take nothing until the retry timer fires
-	reading  int  // readArmed, readRunning or readEnded
-	ended    bool // delivery is over (finish ran or runs)
-	closed   bool // the connection was closed
-	settled  bool // everything is over: the server's wait group is done
-	authed   bool // the client authenticated (reader-owned)
+	writing  bool      // a writer goroutine runs
+	again    bool      // something happened while it ran: it looks again
+	hbDue    bool      // the heartbeat period passed without a write
+	retrying bool      // the journal failed: take nothing until the retry timer fires
+	reading  readState // readArmed, readRunning or readEnded
+	ended    bool      // delivery is over (finish ran or runs)
+	closed   bool      // the connection was closed
+	settled  bool      // everything is over: the server's wait group is done
+	authed   bool      // the client authenticated (reader-owned)
 }
 
 // wsPoller is the process's readiness poller, started on first use.
@@ -221,7 +224,7 @@ func (srv *Server) newWSRun(ctx context.Context, s *session, a *attachment, c *w
 		srv:       srv,
 		s:         s,
 		a:         a,
-		wc:        wsConn{conn: c, track: p.track, log: srv.log},
+		wc:        wsConn{conn: c, track: p.track},
 		authn:     netlimit.Authenticator(ctx),
 		heartbeat: p.heartbeatPeriod(srv.opts.Heartbeat),
 		idle:      srv.opts.IdleTimeout,
@@ -344,7 +347,7 @@ func (r *wsRun) step() (end, bool) {
 	for !retrying {
 		ds, terr := s.take(a, drainBatch)
 		if len(ds) > 0 {
-			n, err := r.wc.write(ds)
+			n, err := r.wc.write(ds, r.srv.log)
 			if err != nil {
 				s.undeliver(a, ds[n:])
 				return endGone, true
@@ -478,7 +481,7 @@ func (r *wsRun) finish(res end) {
 	s.release(a)
 	switch res {
 	case endStopped:
-		r.wc.closeFrame(a.code, a.reason)
+		r.wc.closeFrame(int(a.code), a.reason)
 	case endClosed:
 		_, code, reason := s.q.Closed()
 		r.wc.closeFrame(code, reason)
