@@ -38,12 +38,14 @@ type Client struct {
 	hub *Hub
 	out *outbox.Queue
 
-	mu     sync.Mutex
-	closed bool
-	uid    int64 // the user the client is bound to; 0 until its first subscription
-	loc    *time.Location
-	zone   string
-	hashes []string
+	mu        sync.Mutex
+	closed    bool
+	followed  bool // holds the hub's follow of user
+	handedOff bool
+	uid       int64 // the user the client is bound to; 0 until its first subscription
+	loc       *time.Location
+	zone      string
+	hashes    []string
 
 	state   map[int64]bool     // tracker id → compact format
 	batches [3]*batchSub       // by batch kind: state_batch, readings_batch, iot_monitor
@@ -58,13 +60,10 @@ type Client struct {
 
 	tick int64 // the count of the hub tick that last handled the client; Run's alone
 
-	followed bool // holds the hub's follow of user
-
-	id        string       // tracking id
-	lagFrom   uint64       // the oldest change merged into c.lag
-	sess      bus.Sessions // nil on a single node
-	handedOff bool
-	cl        *clusterState // in a cluster only (sess != nil)
+	id      string        // tracking id
+	lagFrom uint64        // the oldest change merged into c.lag
+	sess    bus.Sessions  // nil on a single node
+	cl      *clusterState // in a cluster only (sess != nil)
 }
 
 // clusterState is what a client keeps in a cluster only (see cluster.go),
@@ -104,13 +103,14 @@ func batchKind(typ string) int {
 // iot_monitor. Changed trackers accumulate in pending and go out together
 // at most once per every.
 type batchSub struct {
-	kind    int
-	all     bool
-	ids     map[int64]struct{}
-	compact bool
-	every   time.Duration
-	pending map[int64]struct{}
-	next    time.Time
+	kind       uint8 // kindState, kindReadings or kindIoT
+	all        bool
+	compact    bool
+	streamInit bool // state_batch: the stream answers a subscription and has sent nothing yet
+	ids        map[int64]struct{}
+	every      time.Duration
+	pending    map[int64]struct{}
+	next       time.Time
 	// pendingFrom is the oldest change behind pending (in a cluster).
 	pendingFrom uint64
 
@@ -118,7 +118,6 @@ type batchSub struct {
 	// pieces as the client takes them (see streamStateBatch).
 	stream     []int64  // trackers of the batch being streamed, not yet encoded
 	streamFrom uint64   // the oldest change behind stream (in a cluster)
-	streamInit bool     // the stream answers a subscription and has sent nothing yet
 	inflight   []uint64 // outbox sequence numbers of this batch's queued messages
 
 	// readings_batch only
@@ -366,7 +365,7 @@ func (c *Client) subscribe(a *Action) {
 				}
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
-			b := &batchSub{kind: batchKind(r.Type), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
+			b := &batchSub{kind: uint8(batchKind(r.Type)), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
 			if b.kind == kindReadings {
 				b.filter = readings.Filter{SensorType: r.SensorType, ExcludeComponents: !r.IncludeComponents}
 				b.lastSent = map[int64]time.Time{}

@@ -212,7 +212,7 @@ func (c *Client) record() *bus.SessionRecord {
 		if b == nil {
 			continue
 		}
-		br := bus.BatchRecord{Type: batchType(b.kind), All: b.all, Compact: b.compact, Every: b.every,
+		br := bus.BatchRecord{Type: batchType(int(b.kind)), All: b.all, Compact: b.compact, Every: b.every,
 			SensorType: b.filter.SensorType, IncludeComponents: !b.filter.ExcludeComponents}
 		for id := range b.ids {
 			br.IDs = append(br.IDs, id)
@@ -371,7 +371,7 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 		if kind < 0 {
 			continue
 		}
-		b := &batchSub{kind: kind, all: br.All, compact: br.Compact, every: c.rate(br.Every), next: now}
+		b := &batchSub{kind: uint8(kind), all: br.All, compact: br.Compact, every: c.rate(br.Every), next: now}
 		for _, id := range br.IDs {
 			b.ids = addID(b.ids, id)
 		}
