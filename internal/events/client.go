@@ -826,23 +826,28 @@ func (c *Client) streamStateBatch(b *batchSub, now time.Time) {
 	}
 }
 
-// nextBatch is when the batch after one sent at sent may go: the first
-// point of the clock-aligned grid of every that is at least every after
-// sent, less slack. The hub handles a grid point up to one tick late, and
-// without the slack a batch sent a little after its grid point would push
-// the next one a whole period further. So batches are at most one per
-// grid period, never closer than every - slack (slack is the hub's tick,
-// at most a tenth of every), and all subscribers with the same rate limit
-// share the grid.
-func nextBatch(sent time.Time, every, slack time.Duration) time.Time {
-	slack = min(slack, every/10)
+// nextBatch is when the batch after one sent at sent may go: every after
+// sent, less slack, rounded up to a whole hub tick (tick since the Unix
+// epoch). The hub handles a tick up to one tick late, and without the
+// slack a batch sent a little late would push the next one a tick
+// further. So batches are never closer than every - slack (slack is the
+// tick, at most a tenth of every), a change waits at most every and a
+// tick, and the subscribers that got a batch in the same tick are due
+// again in the same tick, where those with the same trackers, format and
+// zone share one encoding. (A grid of every itself would also line up
+// subscribers that got out of step, but a change could wait twice every.)
+func nextBatch(sent time.Time, every, tick time.Duration) time.Time {
+	slack := min(tick, every/10)
 	t := sent.Add(every - slack)
-	r := t.UnixNano() % int64(every)
+	if tick <= 0 {
+		return t
+	}
+	r := t.UnixNano() % int64(tick)
 	if r < 0 {
-		r += int64(every)
+		r += int64(tick)
 	}
 	if r != 0 {
-		t = t.Add(every - time.Duration(r))
+		t = t.Add(tick - time.Duration(r))
 	}
 	return t
 }

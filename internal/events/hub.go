@@ -503,9 +503,10 @@ func (h *Hub) markDue(c *Client) {
 //
 // Clients wait in buckets by the tick they are next due at; each tick
 // handles the clients that became due (a first change after a batch) and
-// the buckets whose time came. Batches go out on a clock-aligned grid of
-// their rate limit, so the clients that follow the same trackers with the
-// same rate limit are due in the same tick and share one encoding.
+// the buckets whose time came. A batch's next time is a whole tick (see
+// nextBatch), so the clients that got a batch in the same tick, following
+// the same trackers with the same rate limit, are due in the same tick
+// again and share one encoding.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.Close()
 	step := h.opts.MinRateLimit

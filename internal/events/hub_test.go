@@ -484,7 +484,7 @@ func FuzzParseAction(f *testing.F) {
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
-func TestSharedBatchesAndGrid(t *testing.T) {
+func TestSharedBatchesAndTicks(t *testing.T) {
 	f := newFixture(t, Options{})
 	u, hash := f.user("sue", "UTC")
 	f.tracker(u.ID, "s1")
@@ -507,7 +507,7 @@ func TestSharedBatchesAndGrid(t *testing.T) {
 	if len(ma) != 1 || len(mb) != 1 || &ma[0].Data[0] != &mb[0].Data[0] {
 		t.Fatalf("the two clients' batches are not one shared encoding: %d, %d messages", len(ma), len(mb))
 	}
-	// The next batch may go at the next 50ms grid point at least 50ms later.
+	// The next batch may go 50ms later, on a whole 10ms tick.
 	f.fix("s1", 3)
 	wake := a.flush(at, cache)
 	if want := at.Add(50 * time.Millisecond); !wake.Equal(want) {
@@ -515,9 +515,10 @@ func TestSharedBatchesAndGrid(t *testing.T) {
 	}
 	for _, tc := range []struct{ sent, want string }{
 		{"10:00:00.000", "10:00:00.050"},
-		{"10:00:00.004", "10:00:00.050"}, // handled late in its tick: stays on the grid
-		{"10:00:00.010", "10:00:00.100"},
+		{"10:00:00.004", "10:00:00.050"}, // handled late in its tick: stays on the tick
+		{"10:00:00.010", "10:00:00.060"}, // not held to a grid of 50ms: a change waits at most 50ms and a tick
 		{"10:00:00.049", "10:00:00.100"},
+		{"10:00:00.051", "10:00:00.100"},
 	} {
 		sent, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.sent)
 		want, _ := time.Parse("2006-01-02 15:04:05.000", "2026-11-23 "+tc.want)
