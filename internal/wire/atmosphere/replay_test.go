@@ -241,6 +241,28 @@ func TestRing(t *testing.T) {
 
 // TestReplayRingOverrun: the client acknowledges less than the ring still
 // holds; it gets what the ring has.
+// A session that never kept a message has no ring; reading it, and
+// replaying from it for a client that starts to acknowledge, finds it
+// empty.
+func TestNilRing(t *testing.T) {
+	var g *ring
+	g.dropThrough(5)
+	g.dropFrom(1)
+	if g.len() != 0 || g.first() != 0 || g.after(0) != nil {
+		t.Fatalf("nil ring: len %d first %d after %v", g.len(), g.first(), g.after(0))
+	}
+	s := &session{srv: &Server{log: quietLogger()}, q: outbox.New(outbox.Limits{}), seq: 4}
+	a := newAttachment(tWebSocket, nil)
+	s.prepareReplay(a, 2)
+	if a.replay != nil || s.ring != nil {
+		t.Fatalf("replay %v ring %v from a session that kept nothing", a.replay, s.ring)
+	}
+	s.keep(delivery{seq: 5, msg: []byte("m")})
+	if s.ring.len() != 1 {
+		t.Fatalf("ring holds %d after keep", s.ring.len())
+	}
+}
+
 func TestReplayRingOverrun(t *testing.T) {
 	h := newEchoHandler()
 	h.limits = outbox.Limits{MaxMessages: 4}
