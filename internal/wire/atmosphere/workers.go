@@ -41,9 +41,9 @@ type workers struct {
 
 // worker is one goroutine of a workers.
 type worker struct {
-	ch    chan func() // the next task, handed to a parked worker
-	since atomic.Int64
-	stuck bool // counted out of running; under workers.mu
+	ch    chan func()  // the next task, handed to a parked worker
+	since atomic.Int64 // when its task started (now), 0 between tasks
+	stuck bool         // counted out of running; under workers.mu
 }
 
 func newWorkers(max, maxIdle int, stuckAfter, idleFor time.Duration) *workers {
@@ -67,11 +67,8 @@ func (p *workers) run(f func()) {
 		return
 	}
 	if p.running < p.max {
-		p.running++
-		w := &worker{ch: make(chan func(), 1)}
-		p.all = append(p.all, w)
+		p.spawn(f)
 		p.mu.Unlock()
-		go p.work(w, f)
 		return
 	}
 	p.queue = append(p.queue, f)
@@ -86,8 +83,16 @@ func (p *workers) run(f func()) {
 	p.mu.Unlock()
 }
 
-// Waiting is how many tasks wait for a worker.
-func (p *workers) Waiting() int {
+// spawn starts a worker with task f. Callers hold p.mu.
+func (p *workers) spawn(f func()) {
+	p.running++
+	w := &worker{ch: make(chan func(), 1)}
+	p.all = append(p.all, w)
+	go p.work(w, f)
+}
+
+// waiting is how many tasks wait for a worker.
+func (p *workers) waiting() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.queue) - p.head
@@ -204,10 +209,7 @@ func (p *workers) check() {
 		if f == nil {
 			break
 		}
-		p.running++
-		w := &worker{ch: make(chan func(), 1)}
-		p.all = append(p.all, w)
-		go p.work(w, f)
+		p.spawn(f)
 	}
 	p.watch.Reset(p.stuckAfter)
 }

@@ -94,7 +94,7 @@ func TestWorkersBounded(t *testing.T) {
 			done.Done()
 		})
 	}
-	if w := p.Waiting(); w != n-3 {
+	if w := p.waiting(); w != n-3 {
 		t.Fatalf("%d tasks wait, want %d", w, n-3)
 	}
 	close(gate)

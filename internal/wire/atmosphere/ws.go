@@ -324,7 +324,7 @@ func (r *wsRun) writeLoop() {
 		}
 		r.again = false
 		r.mu.Unlock()
-		if writers.Waiting() > 0 {
+		if writers.waiting() > 0 {
 			writers.run(r.writeLoop)
 			return
 		}
