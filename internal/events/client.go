@@ -87,16 +87,18 @@ const (
 	kindIoT
 )
 
-func batchKind(typ string) int {
+// batchKind is the batch kind of subscription type typ; false for a type
+// that is not a batch.
+func batchKind(typ string) (uint8, bool) {
 	switch typ {
 	case TypeStateBatch:
-		return kindState
+		return kindState, true
 	case TypeReadingsBatch:
-		return kindReadings
+		return kindReadings, true
 	case TypeIoTMonitor:
-		return kindIoT
+		return kindIoT, true
 	}
-	return -1
+	return 0, false
 }
 
 // batchSub is a rate-limited subscription: state_batch, readings_batch or
@@ -365,7 +367,8 @@ func (c *Client) subscribe(a *Action) {
 				}
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
-			b := &batchSub{kind: uint8(batchKind(r.Type)), all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
+			kind, _ := batchKind(r.Type)
+			b := &batchSub{kind: kind, all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
 			if b.kind == kindReadings {
 				b.filter = readings.Filter{SensorType: r.SensorType, ExcludeComponents: !r.IncludeComponents}
 				b.lastSent = map[int64]time.Time{}
@@ -497,7 +500,7 @@ func (c *Client) unsubscribe(a *Action) {
 				delete(c.since, id)
 			}
 		case TypeStateBatch, TypeReadingsBatch, TypeIoTMonitor:
-			kind := batchKind(r.Type)
+			kind, _ := batchKind(r.Type)
 			b := c.batches[kind]
 			if r.Target.All {
 				for _, t := range c.hub.dir.Trackers(c.uid) {

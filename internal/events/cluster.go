@@ -212,7 +212,7 @@ func (c *Client) record() *bus.SessionRecord {
 		if b == nil {
 			continue
 		}
-		br := bus.BatchRecord{Type: batchType(int(b.kind)), All: b.all, Compact: b.compact, Every: b.every,
+		br := bus.BatchRecord{Type: batchType(b.kind), All: b.all, Compact: b.compact, Every: b.every,
 			SensorType: b.filter.SensorType, IncludeComponents: !b.filter.ExcludeComponents}
 		for id := range b.ids {
 			br.IDs = append(br.IDs, id)
@@ -227,7 +227,7 @@ func (c *Client) record() *bus.SessionRecord {
 	return &r
 }
 
-func batchType(kind int) string {
+func batchType(kind uint8) string {
 	switch kind {
 	case kindReadings:
 		return TypeReadingsBatch
@@ -367,11 +367,11 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 	c.state = maps.Clone(rec.State)
 	now := h.opts.Now()
 	for _, br := range rec.Batches {
-		kind := batchKind(br.Type)
-		if kind < 0 {
+		kind, ok := batchKind(br.Type)
+		if !ok {
 			continue
 		}
-		b := &batchSub{kind: uint8(kind), all: br.All, compact: br.Compact, every: c.rate(br.Every), next: now}
+		b := &batchSub{kind: kind, all: br.All, compact: br.Compact, every: c.rate(br.Every), next: now}
 		for _, id := range br.IDs {
 			b.ids = addID(b.ids, id)
 		}
