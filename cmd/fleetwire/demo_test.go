@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,7 +55,8 @@ func demoServer(t *testing.T, extra ...string) *server.Server {
 				t.Errorf("server: %v", err)
 			}
 		case <-time.After(20 * time.Second):
-			t.Error("server did not stop")
+			buf := make([]byte, 1<<20)
+			t.Errorf("server did not stop; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	})
 	<-srv.Ready()
