@@ -76,9 +76,7 @@ func TestWorkersBounded(t *testing.T) {
 	gate := make(chan struct{})
 	for i := range n {
 		p.run(func() {
-			if i == 0 {
-				<-gate
-			}
+			<-gate // the first three hold their workers until all are handed over
 			c := cur.Add(1)
 			for {
 				old := peak.Load()
