@@ -122,9 +122,33 @@ type batchSub struct {
 	streamFrom uint64   // the oldest change behind stream (in a cluster)
 	inflight   []uint64 // outbox sequence numbers of this batch's queued messages
 
-	// readings_batch only
-	filter   readings.Filter
+	// rd is what readings_batch alone keeps; nil for the other kinds.
+	rd *readingsSub
+}
+
+// readingsSub is the rest of a readings_batch subscription: its filter and
+// when each tracker's readings last went out. It lives apart so that the
+// other batches, the most of them, do not carry it.
+type readingsSub struct {
+	filter   readings.Filter // Since is taken from lastSent per tracker
 	lastSent map[int64]time.Time
+}
+
+func newReadingsSub(sensorType string, includeComponents bool) *readingsSub {
+	return &readingsSub{
+		filter:   readings.Filter{SensorType: sensorType, ExcludeComponents: !includeComponents},
+		lastSent: map[int64]time.Time{},
+	}
+}
+
+// sensorFilter is the subscription's sensor type and whether it includes
+// composite sensors' parts, as the request gave them (none and all for the
+// kinds without a filter).
+func (b *batchSub) sensorFilter() (sensorType string, includeComponents bool) {
+	if b.rd == nil {
+		return "", true
+	}
+	return b.rd.filter.SensorType, !b.rd.filter.ExcludeComponents
 }
 
 func (b *batchSub) includes(id int64) bool {
@@ -370,8 +394,7 @@ func (c *Client) subscribe(a *Action) {
 			kind, _ := batchKind(r.Type)
 			b := &batchSub{kind: kind, all: r.Target.All, compact: r.Compact, every: c.rate(r.RateLimit)}
 			if b.kind == kindReadings {
-				b.filter = readings.Filter{SensorType: r.SensorType, ExcludeComponents: !r.IncludeComponents}
-				b.lastSent = map[int64]time.Time{}
+				b.rd = newReadingsSub(r.SensorType, r.IncludeComponents)
 			}
 			ids := r.Target.TrackerIDs
 			if b.all {
@@ -978,14 +1001,14 @@ func (c *Client) pushReadings(b *batchSub, ids []int64, now time.Time, always bo
 		if !ok && !always {
 			continue
 		}
-		f := b.filter
-		f.Since = b.lastSent[id]
+		f := b.rd.filter
+		f.Since = b.rd.lastSent[id]
 		r := readings.Of(id, s, f)
 		if r.Empty() && !always {
 			continue
 		}
 		if ok {
-			b.lastSent[id] = latest(s)
+			b.rd.lastSent[id] = latest(s)
 		}
 		if n > 0 {
 			buf = append(buf, ',')

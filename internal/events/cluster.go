@@ -11,7 +11,6 @@ import (
 	"github.com/fleetwire/fleetwire/internal/bus"
 	"github.com/fleetwire/fleetwire/internal/fleet"
 	"github.com/fleetwire/fleetwire/internal/outbox"
-	"github.com/fleetwire/fleetwire/internal/readings"
 )
 
 // Sessions across the nodes of a cluster.
@@ -212,8 +211,8 @@ func (c *Client) record() *bus.SessionRecord {
 		if b == nil {
 			continue
 		}
-		br := bus.BatchRecord{Type: batchType(b.kind), All: b.all, Compact: b.compact, Every: b.every,
-			SensorType: b.filter.SensorType, IncludeComponents: !b.filter.ExcludeComponents}
+		br := bus.BatchRecord{Type: batchType(b.kind), All: b.all, Compact: b.compact, Every: b.every}
+		br.SensorType, br.IncludeComponents = b.sensorFilter()
 		for id := range b.ids {
 			br.IDs = append(br.IDs, id)
 		}
@@ -376,8 +375,7 @@ func (h *Hub) Restore(ctx context.Context, rec *bus.SessionRecord, journal []*bu
 			b.ids = addID(b.ids, id)
 		}
 		if kind == kindReadings {
-			b.filter = readings.Filter{SensorType: br.SensorType, ExcludeComponents: !br.IncludeComponents}
-			b.lastSent = map[int64]time.Time{}
+			b.rd = newReadingsSub(br.SensorType, br.IncludeComponents)
 		}
 		c.batches[kind] = b
 	}
