@@ -32,28 +32,41 @@ func (c *Counter) Max() int {
 // Acquire takes a slot for key. If the key is at its cap it returns
 // (nil, false) and counts nothing. Otherwise it returns a release func
 // that gives the slot back; calling release more than once gives it back
-// only once.
+// only once. Holders that keep many slots for long use Take and Give,
+// which cost no closure.
 func (c *Counter) Acquire(key string) (release func(), ok bool) {
-	c.mu.Lock()
-	if c.max > 0 && c.n[key] >= c.max {
-		c.mu.Unlock()
+	if !c.Take(key) {
 		return nil, false
 	}
-	c.n[key]++
-	c.mu.Unlock()
 	var done atomic.Bool
 	return func() {
-		if done.Swap(true) {
-			return
+		if !done.Swap(true) {
+			c.Give(key)
 		}
-		c.mu.Lock()
-		if c.n[key] <= 1 {
-			delete(c.n, key)
-		} else {
-			c.n[key]--
-		}
-		c.mu.Unlock()
 	}, true
+}
+
+// Take takes a slot for key; it reports false, counting nothing, when the
+// key is at its cap. Every Take that succeeded is matched by one Give.
+func (c *Counter) Take(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max > 0 && c.n[key] >= c.max {
+		return false
+	}
+	c.n[key]++
+	return true
+}
+
+// Give gives back a slot Take took for key.
+func (c *Counter) Give(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] <= 1 {
+		delete(c.n, key)
+	} else {
+		c.n[key]--
+	}
 }
 
 // Count returns how many slots key holds.

@@ -65,9 +65,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		release, ok := l.unauth.Acquire(AddrKey(c.RemoteAddr().String()))
-		if ok {
-			return &Conn{Conn: c, release: release}, nil
+		if l.unauth.Take(AddrKey(c.RemoteAddr().String())) {
+			nc := &Conn{Conn: c, unauth: l.unauth}
+			nc.held.Store(true)
+			return nc, nil
 		}
 		refusedTotal.Inc()
 		if l.refusing.Add(1) > maxRefusing {
@@ -102,17 +103,24 @@ func refuse(c net.Conn) {
 // the slot back too.
 type Conn struct {
 	net.Conn
-	release func()
+	unauth *Counter
+	held   atomic.Bool // the slot is still taken
 }
 
 // Authenticated marks the connection as belonging to an authenticated
 // client: it no longer counts against its address's cap. Safe to call
 // more than once and after Close.
-func (c *Conn) Authenticated() { c.release() }
+func (c *Conn) Authenticated() {
+	if c.held.Swap(false) {
+		// The key is worked out again rather than kept: an idle
+		// connection should hold as little as it can.
+		c.unauth.Give(AddrKey(c.RemoteAddr().String()))
+	}
+}
 
 // Close closes the connection and gives back its slot.
 func (c *Conn) Close() error {
-	c.release()
+	c.Authenticated()
 	return c.Conn.Close()
 }
 
@@ -148,17 +156,17 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // Listener. ctx may have ended already (a WebSocket served after its
 // handler returned).
 func Authenticated(ctx context.Context) {
-	if f := Authenticator(ctx); f != nil {
-		f()
+	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
+		c.Authenticated()
 	}
 }
 
-// Authenticator returns what Authenticated(ctx) does, nil if nothing: for
-// a connection that outlives its request and should not keep its
-// context.
-func Authenticator(ctx context.Context) func() {
-	if c, ok := ctx.Value(connKey{}).(*Conn); ok {
-		return c.Authenticated
+// AuthenticatedConn marks c as authenticated when it is a Listener's
+// connection (see Conn.Authenticated); anything else is left alone. It
+// serves connections that outlive their request, without keeping its
+// context or a closure.
+func AuthenticatedConn(c net.Conn) {
+	if nc, ok := c.(*Conn); ok {
+		nc.Authenticated()
 	}
-	return nil
 }

@@ -106,6 +106,17 @@ func TestListenerLimits(t *testing.T) {
 			}
 			defer ws.Close()
 		}
+		// So do event WebSockets once they subscribed with a session.
+		unauth := h.srv.ln.(*netlimit.Listener).Unauthenticated()
+		for i := range maxUnauth + 2 {
+			c := h.dialEvents(nil)
+			c.send(subscribeMsg(hash, map[string]any{"type": "state_batch", "target": map[string]any{"type": "all"}}))
+			c.await(wait, "response", func(m map[string]any) bool { return m["type"] == "response" })
+			waitFor(t, func() bool { return unauth.Count("127.0.0.1") == 0 })
+			if t.Failed() {
+				t.Fatalf("event WebSocket %d still counts as unauthenticated", i+1)
+			}
+		}
 		var idle []net.Conn
 		defer func() {
 			for _, c := range idle {

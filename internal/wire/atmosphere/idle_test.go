@@ -25,7 +25,7 @@ func wsRunGoroutines(t *testing.T) int {
 			continue
 		}
 		skip := false
-		for _, not := range []string{"atmosphere.Test", "cutListener", "(*Server).reaper", "readiness.(*Poller).run"} {
+		for _, not := range []string{"atmosphere.Test", "cutListener", "(*Server).reaper", "readiness.(*Poller).run", "wheel.(*Wheel).run"} {
 			skip = skip || bytes.Contains(g, []byte(not))
 		}
 		if !skip {

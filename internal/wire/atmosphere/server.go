@@ -284,18 +284,18 @@ func (srv *Server) resumed(id string) {
 
 // create opens a session under id with the Handler.
 func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*session, opened, error) {
-	release, ok := srv.perAddr.Acquire(b.Addr)
-	if !ok {
+	if !srv.perAddr.Take(b.Addr) {
 		mRefused.Inc()
 		return nil, 0, errTooMany
 	}
 	app, err := srv.h.Open(r, id, b)
 	if err != nil {
-		release()
+		srv.perAddr.Give(b.Addr)
 		return nil, 0, err
 	}
 	s := newSession(srv, id, app)
-	s.binding, s.releaseAddr = b, release
+	s.binding = b
+	s.addrHeld.Store(true)
 	if kind != openedNew && len(srv.opts.ResetNotice) > 0 {
 		_ = s.q.Push(srv.opts.ResetNotice)
 	}
@@ -303,14 +303,14 @@ func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*
 	if srv.closing {
 		srv.mu.Unlock()
 		app.Close()
-		release()
+		s.freeAddr()
 		return nil, 0, errClosing
 	}
 	if other := srv.sessions[id]; other != nil {
 		// A concurrent request for the same gone id won.
 		srv.mu.Unlock()
 		app.Close()
-		release()
+		s.freeAddr()
 		if !other.binding.Admits(b, srv.opts.Bind) {
 			return srv.create(r, newID(srv.opts.IDKey), b, openedReset)
 		}
@@ -330,7 +330,7 @@ func (srv *Server) create(r *http.Request, id string, b Binding, kind opened) (*
 func (srv *Server) adopt(id string, res *Resumed) (*session, error) {
 	s := newSession(srv, id, res.Session)
 	s.binding = res.Binding
-	s.releaseAddr, _ = srv.perAddr.Acquire(res.Binding.Addr)
+	s.addrHeld.Store(srv.perAddr.Take(res.Binding.Addr))
 	s.seq = res.Last
 	first := res.Last - uint64(len(res.Replay)) + 1
 	for i, m := range res.Replay {
@@ -478,13 +478,13 @@ func (srv *Server) reaper() {
 		select {
 		case <-srv.quit:
 			return
-		case now := <-t.C:
-			srv.reap(now, grace)
+		case <-t.C:
+			srv.reap(now(), grace)
 		}
 	}
 }
 
-func (srv *Server) reap(now time.Time, grace time.Duration) {
+func (srv *Server) reap(t int64, grace time.Duration) {
 	srv.mu.Lock()
 	list := make([]*session, 0, len(srv.sessions))
 	for _, s := range srv.sessions {
@@ -492,7 +492,7 @@ func (srv *Server) reap(now time.Time, grace time.Duration) {
 	}
 	srv.mu.Unlock()
 	for _, s := range list {
-		if srv.remove(s, 1000, "session expired", func() bool { return s.idleFor(now) >= grace }) {
+		if srv.remove(s, 1000, "session expired", func() bool { return s.idleFor(t) >= grace }) {
 			srv.log.Debug("atmosphere: session expired", "tracking_id", ShortID(s.id))
 		}
 	}

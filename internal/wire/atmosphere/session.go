@@ -24,17 +24,15 @@ type session struct {
 	srv     *Server
 	app     Session
 	q       *outbox.Queue
-	journal Journal // nil unless the application keeps a journal
 	binding Binding // what a request must show to use the session
-	// releaseAddr gives the session's slot of its address back.
-	releaseAddr func()
 
 	mu        sync.Mutex
 	cur       *attachment
-	idleSince time.Time // when the last transport detached; zero while attached
+	idleSince int64 // now() when the last transport detached, at least 1; 0 while attached
 	removed   bool
-	seq       uint64 // number of the last message delivered
-	ring      *ring  // made by keep; nil while nothing is kept
+	addrHeld  atomic.Bool // the session holds a slot of binding.Addr in srv.perAddr (freeAddr gives it back)
+	seq       uint64      // number of the last message delivered
+	ring      *ring       // made by keep; nil while nothing is kept
 
 	closeOnce sync.Once
 }
@@ -98,8 +96,7 @@ func (a *attachment) stopped() bool {
 
 func newSession(srv *Server, id string, app Session) *session {
 	q := app.Outbox()
-	j, _ := app.(Journal)
-	return &session{id: id, srv: srv, app: app, q: q, journal: j, idleSince: time.Now()}
+	return &session{id: id, srv: srv, app: app, q: q, idleSince: idleStamp()}
 }
 
 // attach makes a the session's transport, detaching the previous one and
@@ -113,7 +110,7 @@ func (s *session) attach(a *attachment, p params) error {
 	}
 	old := s.cur
 	s.cur = a
-	s.idleSince = time.Time{}
+	s.idleSince = 0
 	s.mu.Unlock()
 	a.counted = true
 	connGauge(a.transport).Add(1)
@@ -178,7 +175,7 @@ func (s *session) release(a *attachment) {
 	s.mu.Lock()
 	if s.cur == a {
 		s.cur = nil
-		s.idleSince = time.Now()
+		s.idleSince = idleStamp()
 	}
 	s.mu.Unlock()
 	if a.counted {
@@ -229,10 +226,11 @@ func (s *session) take(a *attachment, max int) (out []delivery, err error) {
 		out = append(out, d)
 	}
 	s.mu.Unlock()
-	if s.journal == nil || len(entries) == 0 {
+	j, _ := s.app.(Journal) // the application may keep a journal
+	if j == nil || len(entries) == 0 {
 		return out, nil
 	}
-	if err := s.journal.Deliver(first, entries, a.ack); err != nil {
+	if err := j.Deliver(first, entries, a.ack); err != nil {
 		taken := out[len(out)-len(entries):]
 		s.giveBack(taken)
 		return out[:len(out)-len(entries)], err
@@ -294,12 +292,15 @@ func (s *session) ended() (bool, int, string) {
 
 // idleFor reports how long the session has had no transport (0 while one
 // is attached).
-func (s *session) idleFor(now time.Time) time.Duration {
-	if s.cur != nil || s.idleSince.IsZero() {
+func (s *session) idleFor(t int64) time.Duration {
+	if s.cur != nil || s.idleSince == 0 {
 		return 0
 	}
-	return now.Sub(s.idleSince)
+	return time.Duration(t - s.idleSince)
 }
+
+// idleStamp is now() for idleSince, never 0.
+func idleStamp() int64 { return max(now(), 1) }
 
 // closeApp closes the application session once.
 func (s *session) closeApp() {
@@ -311,8 +312,8 @@ func (s *session) closeApp() {
 }
 
 func (s *session) freeAddr() {
-	if s.releaseAddr != nil {
-		s.releaseAddr()
+	if s.addrHeld.Swap(false) {
+		s.srv.perAddr.Give(s.binding.Addr)
 	}
 }
 

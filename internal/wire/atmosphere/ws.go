@@ -1,7 +1,6 @@
 package atmosphere
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/fleetwire/fleetwire/internal/netlimit"
 	"github.com/fleetwire/fleetwire/internal/wire/readiness"
 	"github.com/fleetwire/fleetwire/internal/wire/websocket"
+	"github.com/fleetwire/fleetwire/internal/wire/wheel"
 )
 
 // closeWait is how long the server waits for the client's close frame
@@ -92,19 +92,10 @@ func (c *wsConn) closeFrame(code int, reason string) {
 
 // serveWebSocket upgrades r and carries the session over it.
 func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p params) {
-	var run *wsRun
-	var conn *websocket.Conn
-	var connMu sync.Mutex
-	a := newAttachment(tWebSocket, func() {
-		connMu.Lock()
-		defer connMu.Unlock()
-		switch {
-		case run != nil:
-			run.closeConn()
-		case conn != nil:
-			_ = conn.Close()
-		}
-	})
+	// The run exists from the start, empty, so that the attachment can
+	// cut the connection in every phase (see cut).
+	rn := &wsRun{}
+	a := newAttachment(tWebSocket, rn.cut)
 	s, kind, err := srv.attach(r, p, a)
 	if err != nil {
 		srv.openError(w, r, err)
@@ -130,9 +121,9 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 		}
 		return
 	}
-	connMu.Lock()
-	conn = c
-	connMu.Unlock()
+	rn.mu.Lock()
+	rn.wc.conn = c
+	rn.mu.Unlock()
 	if a.stopped() {
 		// Replaced or removed while upgrading.
 		_ = c.Close()
@@ -143,10 +134,10 @@ func (srv *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p para
 	// idle connection. From here on it has no goroutine of its own while
 	// nothing happens (see wsRun).
 	handedOver = true
-	rn := srv.newWSRun(r.Context(), s, a, c, p, created)
-	connMu.Lock()
-	run = rn
-	connMu.Unlock()
+	srv.initWSRun(rn, s, a, p, created)
+	rn.mu.Lock()
+	rn.started = true
+	rn.mu.Unlock()
 	rn.start()
 }
 
@@ -182,29 +173,30 @@ const (
 //     while a frame is partly received. Without the poller
 //     (Options.GoroutineReads, other systems, a connection that is not a
 //     plain socket) one goroutine reads for the connection's life.
-//   - Heartbeats, pings and the idle timeout share one timer
-//     (time.AfterFunc, no goroutine while waiting); a write or a read
-//     only stores a time. The subscription deadline has its own timer
+//   - Heartbeats, pings and the idle timeout share one timer, a slot on
+//     the process's timing wheel (package wheel: no runtime timer, closure
+//     or goroutine of its own); a write or a read only stores a time. The subscription deadline has its own timer
 //     until the client subscribes.
 type wsRun struct {
 	srv       *Server
 	s         *session
 	a         *attachment
 	wc        wsConn
-	authn     func() // marks the connection authenticated (netlimit); may be nil
 	heartbeat time.Duration
 	idle      time.Duration
 	hello     *websocket.PreparedMessage // sent first by the first writer, if any
 	watch     *readiness.Watch           // nil: a reader goroutine
 
-	// tick is the connection's one timer: heartbeats, pings and the idle
-	// timeout (see tick); subscribe, retry and linger exist only while
-	// needed.
-	tick, subscribe, retry, linger *time.Timer
-	lastRead, lastWrite            atomic.Int64 // monotonic nanoseconds (now)
-	nextPing                       int64        // owned by tick
+	// tick is the connection's one lasting timer, on the shared wheel:
+	// heartbeats, pings and the idle timeout (see ticked); subscribe,
+	// retry and linger exist only while needed.
+	tick                     wheel.Timer
+	subscribe, retry, linger *time.Timer
+	lastRead, lastWrite      atomic.Int64 // monotonic nanoseconds (now)
+	nextPing                 int64        // owned by tick
 
 	mu       sync.Mutex
+	started  bool      // start was called: cut closes through closeConn
 	writing  bool      // a writer goroutine runs
 	again    bool      // something happened while it ran: it looks again
 	hbDue    bool      // the heartbeat period passed without a write
@@ -216,20 +208,24 @@ type wsRun struct {
 	authed   bool      // the client authenticated (reader-owned)
 }
 
+// wsWheel keeps every WebSocket's tick. Ten milliseconds is far below the
+// shortest heartbeat a client can ask for (one second).
+var wsWheel = wheel.New(10 * time.Millisecond)
+
 // wsPoller is the process's readiness poller, started on first use.
 var wsPoller = sync.OnceValues(readiness.New)
 
-func (srv *Server) newWSRun(ctx context.Context, s *session, a *attachment, c *websocket.Conn, p params, created bool) *wsRun {
-	r := &wsRun{
-		srv:       srv,
-		s:         s,
-		a:         a,
-		wc:        wsConn{conn: c, track: p.track},
-		authn:     netlimit.Authenticator(ctx),
-		heartbeat: p.heartbeatPeriod(srv.opts.Heartbeat),
-		idle:      srv.opts.IdleTimeout,
-		reading:   readRunning,
-	}
+// initWSRun readies r to carry s over its upgraded connection (r.wc.conn,
+// set by the caller).
+func (srv *Server) initWSRun(r *wsRun, s *session, a *attachment, p params, created bool) {
+	c := r.wc.conn
+	r.srv, r.s, r.a = srv, s, a
+	r.wc.track = p.track
+	r.heartbeat = p.heartbeatPeriod(srv.opts.Heartbeat)
+	r.idle = srv.opts.IdleTimeout
+	r.mu.Lock()
+	r.reading = readRunning
+	r.mu.Unlock()
 	if created && p.protocol {
 		if m, err := websocket.NewPreparedMessage(websocket.OpText, appendMessage(nil, srv.handshake(s.id), p.track)); err == nil {
 			r.hello = m
@@ -246,7 +242,21 @@ func (srv *Server) newWSRun(ctx context.Context, s *session, a *attachment, c *w
 			}
 		}
 	}
-	return r
+}
+
+// cut is the attachment's kick: it cuts the connection, whatever phase
+// the run is in — nothing before the upgrade, the bare connection before
+// start, the whole run after.
+func (r *wsRun) cut() {
+	r.mu.Lock()
+	c, started := r.wc.conn, r.started
+	r.mu.Unlock()
+	switch {
+	case started:
+		r.closeConn()
+	case c != nil:
+		_ = c.Close()
+	}
 }
 
 // start sets the timers and hooks and starts the first writer (which
@@ -269,7 +279,8 @@ func (r *wsRun) start() {
 	r.lastWrite.Store(t)
 	if r.idle > 0 || r.heartbeat > 0 {
 		r.nextPing = t + int64(r.idle/3)
-		r.tick = time.AfterFunc(time.Duration(r.next(t)-t), r.ticked)
+		r.tick.Init(r)
+		wsWheel.Set(&r.tick, time.Duration(r.next(t)-t))
 	}
 	// The first writer is counted before the hooks can start one, so
 	// there is never more than one.
@@ -421,6 +432,11 @@ func (r *wsRun) next(t int64) int64 {
 	return max(next, t+int64(time.Millisecond))
 }
 
+// Fire is the wheel's call when tick is due. It must not block, and a
+// ping is a write: ticked runs on a goroutine of its own, as a runtime
+// timer's function would.
+func (r *wsRun) Fire() { go r.ticked() }
+
 // ticked is the timer: it closes a connection silent for the idle
 // timeout, pings every third of it (every client answers a ping with a
 // pong, which counts as the client being alive: a client that only
@@ -446,7 +462,7 @@ func (r *wsRun) ticked() {
 	}
 	r.mu.Lock()
 	if !r.ended {
-		r.tick.Reset(time.Duration(r.next(t) - t))
+		wsWheel.Set(&r.tick, time.Duration(r.next(t)-t))
 	}
 	r.mu.Unlock()
 }
@@ -469,7 +485,8 @@ func (r *wsRun) finish(res end) {
 	r.mu.Lock()
 	sub := r.subscribe
 	r.mu.Unlock()
-	for _, t := range []*time.Timer{r.tick, sub, r.retry} {
+	wsWheel.Stop(&r.tick)
+	for _, t := range []*time.Timer{sub, r.retry} {
 		if t != nil {
 			t.Stop()
 		}
@@ -554,9 +571,7 @@ func (r *wsRun) settle() {
 	}
 	r.settled = true
 	r.mu.Unlock()
-	if r.tick != nil {
-		r.tick.Stop()
-	}
+	wsWheel.Stop(&r.tick)
 	r.srv.wg.Done()
 }
 
@@ -637,10 +652,7 @@ func (r *wsRun) handle(op websocket.Opcode, data []byte) {
 // subscription deadline.
 func (r *wsRun) authenticated() {
 	r.authed = true
-	if r.authn != nil {
-		r.authn()
-		r.authn = nil
-	}
+	netlimit.AuthenticatedConn(r.wc.conn.NetConn())
 	r.mu.Lock()
 	if r.subscribe != nil {
 		r.subscribe.Stop()
