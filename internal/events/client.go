@@ -55,15 +55,14 @@ type Client struct {
 	// to it, still on their way to the client, are not sent after it.
 	since map[int64]uint64
 
-	overSince   time.Time
+	overSince   int64 // unix nanoseconds since the queue has been over the soft limit without draining; 0 while not
 	overDrained uint64
 
 	tick int64 // the count of the hub tick that last handled the client; Run's alone
 
 	id      string        // tracking id
 	lagFrom uint64        // the oldest change merged into c.lag
-	sess    bus.Sessions  // nil on a single node
-	cl      *clusterState // in a cluster only (sess != nil)
+	cl      *clusterState // in a cluster only (hub.opts.Sessions set and a tracking id)
 }
 
 // clusterState is what a client keeps in a cluster only (see cluster.go),
@@ -453,7 +452,7 @@ func (c *Client) subscribe(a *Action) {
 		// as the client takes them. In a cluster the answer goes out whole:
 		// a snapshot's rest could not be found again by a node taking the
 		// session over.
-		if kind == kindState && len(ids) > c.hub.opts.MaxBatch && c.sess == nil {
+		if kind == kindState && len(ids) > c.hub.opts.MaxBatch && c.cl == nil {
 			b.stream, b.streamFrom, b.streamInit = ids, 0, true
 			c.streamStateBatch(b, now)
 			if len(b.stream) > 0 {
@@ -748,16 +747,16 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 	}
 	if c.out.Len() >= soft {
 		_, drained := c.out.Counts()
-		if c.overSince.IsZero() || drained != c.overDrained {
-			c.overSince, c.overDrained = now, drained
-		} else if now.Sub(c.overSince) >= c.hub.opts.StuckAfter {
+		if c.overSince == 0 || drained != c.overDrained {
+			c.overSince, c.overDrained = now.UnixNano(), drained
+		} else if time.Duration(now.UnixNano()-c.overSince) >= c.hub.opts.StuckAfter {
 			mSlowClosed.Inc()
 			c.closeLocked(CloseTooSlow, "client too slow")
 			return time.Time{}
 		}
 		later(retry)
 	} else {
-		c.overSince = time.Time{}
+		c.overSince = 0
 	}
 	return wake
 }
@@ -946,7 +945,7 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 	end := func() {
 		msgs = append(msgs, append(buf, "]}"...))
 		counts = append(counts, n)
-		if c.sess != nil {
+		if c.cl != nil {
 			pos = append(pos, ps)
 		}
 		buf, n, ps = nil, 0, nil
@@ -968,7 +967,7 @@ func (c *Client) buildStateBatch(ids []int64, compact bool, now time.Time) (msgs
 			buf = append(buf, ',')
 		}
 		buf = c.hub.entries.appendEntry(buf, id, s, c.loc, c.zone, compact)
-		if c.sess != nil {
+		if c.cl != nil {
 			ps = append(ps, bus.Pos{Kind: bus.KindState, Key: id, Seq: s.Seq})
 		}
 		observe(now, s)

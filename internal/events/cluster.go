@@ -50,7 +50,7 @@ func keyOf(m *bus.Message) posKey {
 
 // posOf is the position of one change, kept only in a cluster.
 func (c *Client) posOf(kind bus.Kind, key int64, seq uint64) []bus.Pos {
-	if c.sess == nil || seq == 0 {
+	if c.cl == nil || seq == 0 {
 		return nil
 	}
 	return []bus.Pos{{Kind: kind, Key: key, Seq: seq}}
@@ -117,7 +117,7 @@ func (c *Client) from() uint64 {
 // Deliver journals messages first, first+1, … before the transport
 // writes them (atmosphere.Journal). On a single node it does nothing.
 func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
-	if c.sess == nil || len(msgs) == 0 {
+	if c.cl == nil || len(msgs) == 0 {
 		return nil
 	}
 	c.mu.Lock()
@@ -139,7 +139,7 @@ func (c *Client) Deliver(first uint64, msgs []outbox.Entry, acked bool) error {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := c.sess.AppendJournal(ctx, c.id, e, after)
+	err := c.hub.opts.Sessions.AppendJournal(ctx, c.id, e, after)
 	if errors.Is(err, bus.ErrSuperseded) {
 		c.superseded()
 		return errHandedOff
@@ -177,11 +177,11 @@ func (c *Client) superseded() {
 // saved over the other; a touch's is not (the other save is newer).
 func (c *Client) store(ctx context.Context, rec *bus.SessionRecord, fresh bool) error {
 	for range 3 {
-		err := c.sess.SaveSession(ctx, rec)
+		err := c.hub.opts.Sessions.SaveSession(ctx, rec)
 		if !errors.Is(err, bus.ErrSuperseded) {
 			return err
 		}
-		cur, lerr := c.sess.LoadSession(ctx, rec.ID)
+		cur, lerr := c.hub.opts.Sessions.LoadSession(ctx, rec.ID)
 		if lerr != nil {
 			return lerr
 		}
@@ -238,7 +238,7 @@ func batchType(kind uint8) string {
 
 // saveLocked stores the client's record, in a cluster. Callers hold c.mu.
 func (c *Client) saveLocked() {
-	if c.sess == nil || c.closed || c.id == "" {
+	if c.cl == nil || c.closed || c.id == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -260,10 +260,10 @@ func (c *Client) saveLocked() {
 
 // forget removes the record of a session that ended. Callers hold c.mu.
 func (c *Client) forget() {
-	if c.sess == nil || c.id == "" {
+	if c.cl == nil || c.id == "" {
 		return
 	}
-	sess, id, log := c.sess, c.id, c.hub.opts.Logger
+	sess, id, log := c.hub.opts.Sessions, c.id, c.hub.opts.Logger
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -279,7 +279,7 @@ func (c *Client) forget() {
 func (c *Client) Handoff() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sess != nil {
+	if c.cl != nil {
 		c.handedOff = true
 	}
 	c.closeLocked(CloseGoingAway, "session moved to another node")

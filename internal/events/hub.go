@@ -319,7 +319,6 @@ func (h *Hub) NewClient() *Client { return h.open("", "", [32]byte{}) }
 func (h *Hub) open(id, addr string, secret [32]byte) *Client {
 	c := &Client{hub: h, out: outbox.New(h.opts.Outbox), id: id}
 	if id != "" && h.opts.Sessions != nil {
-		c.sess = h.opts.Sessions
 		var b [8]byte
 		_, _ = rand.Read(b[:])
 		c.cl = &clusterState{writer: h.opts.Node + "/" + hex.EncodeToString(b[:])}
@@ -621,7 +620,7 @@ func (h *Hub) touchSessions() {
 	h.mu.RUnlock()
 	for _, c := range cs {
 		c.mu.Lock()
-		if c.closed || c.sess == nil || c.id == "" {
+		if c.closed || c.cl == nil || c.id == "" {
 			c.mu.Unlock()
 			continue
 		}
