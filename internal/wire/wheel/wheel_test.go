@@ -36,7 +36,11 @@ func (r *recorder) wait(t *testing.T, within time.Duration) {
 	select {
 	case <-r.ch:
 	case <-time.After(within):
-		r.w.mu.Lock(); t.Fatalf("timer did not fire within %s: at %d cursor %d now %d n %d running %v", within, r.t.at, r.w.cursor, r.w.Now(), r.w.n, r.w.running)
+		r.w.mu.Lock()
+		at, cursor, n := r.t.at, r.w.cursor, r.w.n
+		r.w.mu.Unlock()
+		t.Fatalf("timer did not fire within %s: due at %d, wheel at tick %d of %s, clock %d, %d timers set",
+			within, at, cursor, time.Duration(r.w.res), r.w.Now(), n)
 	}
 }
 
