@@ -185,6 +185,17 @@ func (q *Queue) Drain(dst []Entry, max int) []Entry {
 	return dst
 }
 
+// Trim lets go of the memory an empty queue keeps for the next messages,
+// for a transport whose connection has been quiet for a while; a queue
+// that holds messages is left as it is.
+func (q *Queue) Trim() {
+	q.mu.Lock()
+	if q.len() == 0 {
+		q.msgs, q.head = nil, 0
+	}
+	q.mu.Unlock()
+}
+
 // Unread puts msgs back at the front of the queue, in order, for a transport
 // that took them but could not deliver them. Limits are not enforced here:
 // the messages were already accepted once.

@@ -128,3 +128,33 @@ func TestReadyAndDoneAskedLate(t *testing.T) {
 		t.Fatal("Done asked for after Close is not closed")
 	}
 }
+
+// TestTrim: an empty queue lets go of its array; one holding messages
+// keeps them all, in order.
+func TestTrim(t *testing.T) {
+	q := New(Limits{})
+	for _, m := range []string{"a", "b", "c"} {
+		if err := q.Push([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := q.Drain(nil, 1)
+	q.Trim()
+	got = q.Drain(got, 0)
+	if len(got) != 3 || string(got[0].Data) != "a" || string(got[2].Data) != "c" {
+		t.Fatalf("drained %v around a Trim, want a b c", got)
+	}
+	if cap(q.msgs) == 0 {
+		t.Fatal("the drained queue has no array before Trim")
+	}
+	q.Trim()
+	if q.msgs != nil || q.Len() != 0 {
+		t.Fatalf("after Trim of an empty queue: cap %d, len %d", cap(q.msgs), q.Len())
+	}
+	if err := q.Push([]byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Drain(nil, 0); len(got) != 1 || string(got[0].Data) != "d" {
+		t.Fatalf("after Trim: drained %v, want d", got)
+	}
+}

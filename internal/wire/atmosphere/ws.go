@@ -460,6 +460,10 @@ func (r *wsRun) ticked() {
 		r.mu.Unlock()
 		r.kick()
 	}
+	// An idle connection should not keep its queue's array for the next
+	// message; ticks are seconds apart, so a busy one pays at most an
+	// allocation a tick for it.
+	r.s.q.Trim()
 	r.mu.Lock()
 	if !r.ended {
 		wsWheel.Set(&r.tick, time.Duration(r.next(t)-t))
