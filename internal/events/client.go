@@ -265,22 +265,39 @@ func (c *Client) pushPos(msg []byte, pos []bus.Pos) bool {
 // pushSeq is pushPos that also returns the message's outbox sequence
 // number.
 func (c *Client) pushSeq(msg []byte, pos []bus.Pos) (uint64, bool) {
+	seq, err := c.pushSeqBelow(msg, pos, 0)
+	return seq, err == nil
+}
+
+// pushBelow is pushPos unless the client's queue holds soft messages or
+// more: then nothing is queued and behind is true.
+func (c *Client) pushBelow(msg []byte, pos []bus.Pos, soft int) (pushed, behind bool) {
+	_, err := c.pushSeqBelow(msg, pos, soft)
+	return err == nil, errors.Is(err, outbox.ErrBehind)
+}
+
+// pushSeqBelow queues msg unless the queue holds soft messages or more
+// (soft > 0). A full queue closes the client.
+func (c *Client) pushSeqBelow(msg []byte, pos []bus.Pos, soft int) (uint64, error) {
 	if c.closed {
-		return 0, false
+		return 0, outbox.ErrClosed
 	}
 	var meta any
 	if pos != nil {
 		meta = pos
 	}
-	seq, err := c.out.PushSeq(msg, meta)
+	seq, err := c.out.PushSeqBelow(msg, meta, soft)
+	if errors.Is(err, outbox.ErrBehind) {
+		return 0, err
+	}
 	if err != nil {
 		mDropped.Inc()
 		if errors.Is(err, outbox.ErrFull) {
 			c.closeLocked(CloseQueueFull, "client queue full")
 		}
-		return 0, false
+		return 0, err
 	}
-	return seq, true
+	return seq, nil
 }
 
 func (c *Client) status(id int64) string {
@@ -552,9 +569,6 @@ func (c *Client) unsubscribe(a *Action) {
 }
 
 // lagging reports whether state events are being merged. Callers hold c.mu.
-func (c *Client) lagging() bool {
-	return len(c.lag) > 0 || c.out.Len() >= c.hub.opts.SoftQueue
-}
 
 func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 	c.mu.Lock()
@@ -577,7 +591,18 @@ func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 		}
 	}
 	if ok {
-		if c.lagging() {
+		// Behind: states merged earlier wait, or the queue is past the
+		// soft limit (learnt by the push itself, under the queue's one lock).
+		behind := len(c.lag) > 0
+		if !behind {
+			var pushed bool
+			pushed, behind = c.pushBelow(enc.event(c.loc, c.zone, compact), c.posOf(bus.KindState, id, m.Seq), c.hub.opts.SoftQueue)
+			if pushed {
+				mEventsState.Inc()
+				observe(enc.now, m.State)
+			}
+		}
+		if behind {
 			if c.lag == nil {
 				c.lag = make(map[int64]struct{})
 			}
@@ -587,9 +612,6 @@ func (c *Client) takeState(m *bus.Message, enc *stateEncoder) {
 			c.lag[id] = struct{}{}
 			mMerged.Inc()
 			c.hub.markDue(c)
-		} else if c.pushPos(enc.event(c.loc, c.zone, compact), c.posOf(bus.KindState, id, m.Seq)) {
-			mEventsState.Inc()
-			observe(enc.now, m.State)
 		}
 	}
 	for _, b := range c.batches {
@@ -700,7 +722,9 @@ func (c *Client) flush(now time.Time, cache *batchCache) (wake time.Time) {
 				ids = append(ids, id)
 			}
 			slices.Sort(ids)
-			clear(c.lag)
+			// Dropped rather than cleared: a map's header is one more
+			// cache miss in every delivery that checks it (len).
+			c.lag = nil
 			for _, id := range ids {
 				compact, ok := c.state[id]
 				s, live := c.hub.dir.State(id)

@@ -16,6 +16,10 @@ var ErrFull = errors.New("outbox: full")
 // ErrClosed is returned by Push after Close.
 var ErrClosed = errors.New("outbox: closed")
 
+// ErrBehind is returned by PushSeqBelow when the queue already holds the
+// number of messages it was given.
+var ErrBehind = errors.New("outbox: queue behind")
+
 // Limits bound a queue. Zero values take the defaults.
 type Limits struct {
 	// MaxMessages is the hard cap on queued messages (default 4096).
@@ -75,10 +79,22 @@ func (q *Queue) PushMeta(msg []byte, meta any) error {
 // the count of messages ever pushed, this one included. The message has
 // left the queue once Drained reaches that number. It never blocks.
 func (q *Queue) PushSeq(msg []byte, meta any) (uint64, error) {
+	return q.PushSeqBelow(msg, meta, 0)
+}
+
+// PushSeqBelow is PushSeq unless the queue already holds at least soft
+// messages (soft > 0): then it queues nothing and returns ErrBehind. The
+// producer learns that its consumer is behind and appends in one step,
+// under one lock.
+func (q *Queue) PushSeqBelow(msg []byte, meta any, soft int) (uint64, error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return 0, ErrClosed
+	}
+	if soft > 0 && q.len() >= soft {
+		q.mu.Unlock()
+		return 0, ErrBehind
 	}
 	if q.len() >= q.limits.MaxMessages || q.bytes+len(msg) > q.limits.MaxBytes {
 		q.mu.Unlock()

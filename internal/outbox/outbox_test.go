@@ -158,3 +158,26 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("after Trim: drained %v, want d", got)
 	}
 }
+
+// TestPushSeqBelow: past the soft count nothing is queued and ErrBehind
+// says so; below it the push is an ordinary one.
+func TestPushSeqBelow(t *testing.T) {
+	q := New(Limits{})
+	for _, m := range []string{"a", "b"} {
+		if _, err := q.PushSeqBelow([]byte(m), nil, 2); err != nil {
+			t.Fatalf("push %s below 2: %v", m, err)
+		}
+	}
+	if _, err := q.PushSeqBelow([]byte("c"), nil, 2); !errors.Is(err, ErrBehind) {
+		t.Fatalf("third push below 2: %v, want ErrBehind", err)
+	}
+	if q.Len() != 2 {
+		t.Fatalf("Len = %d after a refused push, want 2", q.Len())
+	}
+	if seq, err := q.PushSeqBelow([]byte("c"), nil, 3); err != nil || seq != 3 {
+		t.Fatalf("push below 3: seq %d, %v; want 3, nil", seq, err)
+	}
+	if _, err := q.PushSeqBelow([]byte("d"), nil, 0); err != nil {
+		t.Fatalf("push with no soft count: %v", err)
+	}
+}
