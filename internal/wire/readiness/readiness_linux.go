@@ -16,19 +16,24 @@ import (
 type Poller struct {
 	epfd int
 
-	mu      sync.Mutex
-	next    uint64
-	watches map[uint64]*Watch
+	mu    sync.Mutex
+	slots []*Watch // by slot; nil where free
+	free  []uint32 // slots to reuse
+	gen   uint32   // the last generation given out
+	n     int      // watches held
 }
 
 // Watch is one socket watched by a Poller. Its callback runs on the
 // poller's goroutine and must not block: it should start whatever reads.
 type Watch struct {
-	p     *Poller
-	id    uint64
-	rc    syscall.RawConn
-	fn    func()
-	added bool // in the epoll set (guarded by the poller's mu)
+	p *Poller
+	// slot and gen name the watch in its epoll events: the slot is
+	// reused once the watch is removed, the generation is not, so an
+	// event for a socket closed meanwhile finds no watch.
+	slot, gen uint32
+	rc        syscall.RawConn
+	fn        func()
+	added     bool // in the epoll set (guarded by the poller's mu)
 }
 
 // New starts a poller and its goroutine, which lives as long as the
@@ -38,7 +43,7 @@ func New() (*Poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("readiness: epoll_create1: %w", err)
 	}
-	p := &Poller{epfd: fd, watches: map[uint64]*Watch{}}
+	p := &Poller{epfd: fd}
 	go p.run()
 	return p, nil
 }
@@ -48,9 +53,17 @@ func New() (*Poller, error) {
 func (p *Poller) Watch(rc syscall.RawConn, fn func()) *Watch {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.next++
-	w := &Watch{p: p, id: p.next, rc: rc, fn: fn}
-	p.watches[w.id] = w
+	p.gen++
+	w := &Watch{p: p, gen: p.gen, rc: rc, fn: fn}
+	if k := len(p.free); k > 0 {
+		w.slot = p.free[k-1]
+		p.free = p.free[:k-1]
+		p.slots[w.slot] = w
+	} else {
+		w.slot = uint32(len(p.slots))
+		p.slots = append(p.slots, w)
+	}
+	p.n++
 	return w
 }
 
@@ -61,13 +74,12 @@ func (w *Watch) Arm() error {
 	p := w.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.watches[w.id] != w {
+	if p.slots[w.slot] != w {
 		return ErrClosed
 	}
-	// The event's 64 data bits carry the watch's id, never reused: an
-	// event for a socket closed meanwhile finds no watch.
+	// The event's 64 data bits carry the watch's slot and generation.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-		Fd: int32(uint32(w.id)), Pad: int32(uint32(w.id >> 32))}
+		Fd: int32(w.slot), Pad: int32(w.gen)}
 	var cerr error
 	// Control holds the descriptor: it cannot be closed and reused
 	// while it is being armed.
@@ -99,10 +111,12 @@ func (w *Watch) Remove() {
 	p := w.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.watches[w.id] != w {
+	if p.slots[w.slot] != w {
 		return
 	}
-	delete(p.watches, w.id)
+	p.slots[w.slot] = nil
+	p.free = append(p.free, w.slot)
+	p.n--
 	if w.added {
 		_ = w.rc.Control(func(fd uintptr) {
 			_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
@@ -114,7 +128,7 @@ func (w *Watch) Remove() {
 func (p *Poller) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.watches)
+	return p.n
 }
 
 func (p *Poller) run() {
@@ -129,13 +143,23 @@ func (p *Poller) run() {
 			return
 		}
 		for _, ev := range events[:n] {
-			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			p.mu.Lock()
-			w := p.watches[id]
-			p.mu.Unlock()
-			if w != nil {
+			if w := p.lookup(uint32(ev.Fd), uint32(ev.Pad)); w != nil {
 				w.fn()
 			}
 		}
 	}
+}
+
+// lookup is the watch an event names, nil when its socket was removed
+// meanwhile (its slot empty, or held by a newer watch).
+func (p *Poller) lookup(slot, gen uint32) *Watch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if int(slot) >= len(p.slots) {
+		return nil
+	}
+	if w := p.slots[slot]; w != nil && w.gen == gen {
+		return w
+	}
+	return nil
 }

@@ -97,3 +97,46 @@ func TestRemovedWatchCannotArm(t *testing.T) {
 		t.Fatalf("Arm after Remove: %v, want ErrClosed", err)
 	}
 }
+
+// TestSlotReuse: a removed watch's slot goes to the next watch, and an
+// event naming the removed one (fetched late) finds nothing, while the new
+// watch gets its own socket's events.
+func TestSlotReuse(t *testing.T) {
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s1 := pair(t)
+	c2, s2 := pair(t)
+	rc1, err := s1.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc2, err := s2.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.Watch(rc1, func() { t.Error("callback of a removed watch") })
+	old.Remove()
+	ready := make(chan struct{}, 1)
+	w := p.Watch(rc2, func() { ready <- struct{}{} })
+	if w.slot != old.slot {
+		t.Fatalf("new watch in slot %d, want the freed slot %d", w.slot, old.slot)
+	}
+	if got := p.lookup(old.slot, old.gen); got != nil {
+		t.Fatal("an event of the removed watch finds a watch")
+	}
+	if got := p.lookup(w.slot, w.gen); got != w {
+		t.Fatal("an event of the new watch does not find it")
+	}
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	if p.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", p.Len())
+	}
+}
