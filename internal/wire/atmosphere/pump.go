@@ -101,7 +101,7 @@ func (s *session) pump(a *attachment, w writer, l loop) end {
 		case <-ready:
 		case <-s.q.Done():
 			// Loop: take what is left, then end.
-		case <-a.stop.C():
+		case <-a.ev.C(evStop):
 			return endStopped
 		case <-l.dead:
 			return endGone

@@ -46,17 +46,23 @@ type attachment struct {
 	// session's mu.
 	replay []delivery
 
-	stopOnce sync.Once
-	released atomic.Bool
-	stop     signal                 // fired by detach
-	done     signal                 // fired by release, once the transport stopped delivering
-	onStop   atomic.Pointer[func()] // called by detach after stop fired
-	reason   string                 // close reason and code, set before stop fires
-	code     int32
+	// ev holds evStop (fired by detach), evDone (fired by release, once
+	// the transport stopped delivering) and evReleased (release began).
+	ev     events
+	onStop atomic.Pointer[func()] // called by detach after stop fired
+	reason string                 // close reason and code, set before stop fires
+	code   int32
 	// ack is set when the client acknowledged with X-Fleetwire-Received.
 	ack     bool
 	counted bool
 }
+
+// The events of an attachment.
+const (
+	evStop = iota
+	evDone
+	evReleased
+)
 
 func newAttachment(transport string, kick func()) *attachment {
 	return &attachment{transport: transport, kick: kick}
@@ -65,13 +71,12 @@ func newAttachment(transport string, kick func()) *attachment {
 // detach asks the transport to end, with a WebSocket close code and reason.
 // The first call wins.
 func (a *attachment) detach(code int, reason string) {
-	a.stopOnce.Do(func() {
-		a.code, a.reason = int32(code), reason
-		a.stop.fire()
-		if f := a.onStop.Load(); f != nil {
-			(*f)()
-		}
-	})
+	if !a.ev.fire(evStop, func() { a.code, a.reason = int32(code), reason }) {
+		return
+	}
+	if f := a.onStop.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // wait returns once the transport stopped delivering, cutting its
@@ -79,7 +84,7 @@ func (a *attachment) detach(code int, reason string) {
 func (a *attachment) wait() {
 	t := time.NewTimer(kickAfter)
 	defer t.Stop()
-	done := a.done.C()
+	done := a.ev.C(evDone)
 	select {
 	case <-done:
 	case <-t.C:
@@ -91,7 +96,7 @@ func (a *attachment) wait() {
 }
 
 func (a *attachment) stopped() bool {
-	return a.stop.happened()
+	return a.ev.happened(evStop)
 }
 
 func newSession(srv *Server, id string, app Session) *session {
@@ -169,7 +174,7 @@ func (s *session) keep(d delivery) {
 // release ends a's attachment: the transport no longer writes. Only the
 // first call counts.
 func (s *session) release(a *attachment) {
-	if !a.released.CompareAndSwap(false, true) {
+	if !a.ev.fire(evReleased, nil) {
 		return
 	}
 	s.mu.Lock()
@@ -181,7 +186,7 @@ func (s *session) release(a *attachment) {
 	if a.counted {
 		connGauge(a.transport).Add(-1)
 	}
-	a.done.fire()
+	a.ev.fire(evDone, nil)
 }
 
 // take returns the next messages to write on a: pending replays first,
