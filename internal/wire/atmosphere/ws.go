@@ -183,7 +183,6 @@ type wsRun struct {
 	a         *attachment
 	wc        wsConn
 	heartbeat time.Duration
-	idle      time.Duration
 	hello     *websocket.PreparedMessage // sent first by the first writer, if any
 	watch     *readiness.Watch           // nil: a reader goroutine
 
@@ -222,7 +221,6 @@ func (srv *Server) initWSRun(r *wsRun, s *session, a *attachment, p params, crea
 	r.srv, r.s, r.a = srv, s, a
 	r.wc.track = p.track
 	r.heartbeat = p.heartbeatPeriod(srv.opts.Heartbeat)
-	r.idle = srv.opts.IdleTimeout
 	r.mu.Lock()
 	r.reading = readRunning
 	r.mu.Unlock()
@@ -277,8 +275,8 @@ func (r *wsRun) start() {
 	t := now()
 	r.lastRead.Store(t)
 	r.lastWrite.Store(t)
-	if r.idle > 0 || r.heartbeat > 0 {
-		r.nextPing = t + int64(r.idle/3)
+	if r.idle() > 0 || r.heartbeat > 0 {
+		r.nextPing = t + int64(r.idle()/3)
 		r.tick.Init(r)
 		wsWheel.Set(&r.tick, time.Duration(r.next(t)-t))
 	}
@@ -409,17 +407,20 @@ var monoStart = time.Now()
 // now is monotonic nanoseconds since monoStart.
 func now() int64 { return int64(time.Since(monoStart)) }
 
+// idle is the server's idle timeout for WebSockets (0: none).
+func (r *wsRun) idle() time.Duration { return r.srv.opts.IdleTimeout }
+
 func (r *wsRun) resetHeartbeat() { r.lastWrite.Store(now()) }
 
 // next is when the timer should fire after t: the next ping, the idle
 // deadline, the heartbeat, whichever comes first.
 func (r *wsRun) next(t int64) int64 {
 	next := int64(1<<63 - 1)
-	if r.idle > 0 {
+	if r.idle() > 0 {
 		next = r.nextPing
 		if r.watch != nil {
 			// A goroutine reader has the read deadline for this.
-			next = min(next, r.lastRead.Load()+int64(r.idle))
+			next = min(next, r.lastRead.Load()+int64(r.idle()))
 		}
 	}
 	if r.heartbeat > 0 {
@@ -444,15 +445,15 @@ func (r *wsRun) Fire() { go r.ticked() }
 // heartbeat when nothing was written for the heartbeat period.
 func (r *wsRun) ticked() {
 	t := now()
-	if r.idle > 0 && r.watch != nil && t-r.lastRead.Load() >= int64(r.idle) {
+	if r.idle() > 0 && r.watch != nil && t-r.lastRead.Load() >= int64(r.idle()) {
 		r.closeConn()
 		return
 	}
-	if r.idle > 0 && t >= r.nextPing {
+	if r.idle() > 0 && t >= r.nextPing {
 		if r.wc.conn.WritePing(nil) != nil {
 			return
 		}
-		r.nextPing = t + int64(r.idle/3)
+		r.nextPing = t + int64(r.idle()/3)
 	}
 	if r.heartbeat > 0 && t-r.lastWrite.Load() >= int64(r.heartbeat) {
 		r.mu.Lock()
