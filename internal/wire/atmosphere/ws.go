@@ -175,8 +175,8 @@ const (
 //     plain socket) one goroutine reads for the connection's life.
 //   - Heartbeats, pings and the idle timeout share one timer, a slot on
 //     the process's timing wheel (package wheel: no runtime timer, closure
-//     or goroutine of its own); a write or a read only stores a time. The subscription deadline has its own timer
-//     until the client subscribes.
+//     or goroutine of its own); a write or a read only stores a time. The
+//     subscription deadline has its own timer until the client subscribes.
 type wsRun struct {
 	srv       *Server
 	s         *session
