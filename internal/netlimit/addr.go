@@ -12,9 +12,9 @@
 //   - Counter counts concurrent holders per key with a cap:
 //
 //     c := netlimit.NewCounter(16)
-//     release, ok := c.Acquire(netlimit.AddrKey(r.RemoteAddr))
-//     if !ok { refuse (429 or close 1013) }
-//     defer release() // or call it when the session ends; calling it twice is harmless
+//     key := netlimit.AddrKey(r.RemoteAddr)
+//     if !c.Take(key) { refuse (429 or close 1013) }
+//     defer c.Give(key) // or when the session ends: once for each Take that succeeded
 //
 //     A Counter with cap 0 admits everything (and still counts). It keeps
 //     no entry for a key whose count is back at zero, so its memory is

@@ -1,9 +1,6 @@
 package netlimit
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // Counter counts concurrent holders per key (usually an AddrKey) and
 // admits at most Max of them per key. The zero value is not usable; use
@@ -27,23 +24,6 @@ func (c *Counter) Max() int {
 		return 0
 	}
 	return c.max
-}
-
-// Acquire takes a slot for key. If the key is at its cap it returns
-// (nil, false) and counts nothing. Otherwise it returns a release func
-// that gives the slot back; calling release more than once gives it back
-// only once. Holders that keep many slots for long use Take and Give,
-// which cost no closure.
-func (c *Counter) Acquire(key string) (release func(), ok bool) {
-	if !c.Take(key) {
-		return nil, false
-	}
-	var done atomic.Bool
-	return func() {
-		if !done.Swap(true) {
-			c.Give(key)
-		}
-	}, true
 }
 
 // Take takes a slot for key; it reports false, counting nothing, when the

@@ -40,36 +40,68 @@ func TestAddrKey(t *testing.T) {
 
 func TestCounter(t *testing.T) {
 	c := NewCounter(2)
-	r1, ok1 := c.Acquire("a")
-	r2, ok2 := c.Acquire("a")
-	_, ok3 := c.Acquire("a")
-	rb, okb := c.Acquire("b")
+	ok1, ok2, ok3, okb := c.Take("a"), c.Take("a"), c.Take("a"), c.Take("b")
 	if !ok1 || !ok2 || ok3 || !okb {
-		t.Fatalf("acquire: %v %v %v %v, want true true false true", ok1, ok2, ok3, okb)
+		t.Fatalf("take: %v %v %v %v, want true true false true", ok1, ok2, ok3, okb)
 	}
-	r1()
-	r1() // a second release gives nothing back
+	c.Give("a")
 	if n := c.Count("a"); n != 1 {
-		t.Fatalf("count after release = %d, want 1", n)
+		t.Fatalf("count after a give = %d, want 1", n)
 	}
-	r3, ok := c.Acquire("a")
-	if !ok {
+	if !c.Take("a") {
 		t.Fatal("a slot given back was not reusable")
 	}
-	r2()
-	r3()
-	rb()
+	c.Give("a")
+	c.Give("a")
+	c.Give("b")
 	if c.Keys() != 0 {
-		t.Fatalf("%d keys left after every release, want 0", c.Keys())
+		t.Fatalf("%d keys left after every give, want 0", c.Keys())
 	}
 	unlimited := NewCounter(0)
 	for range 1000 {
-		if _, ok := unlimited.Acquire("x"); !ok {
+		if !unlimited.Take("x") {
 			t.Fatal("a counter without a cap refused")
 		}
 	}
 	if unlimited.Count("x") != 1000 || unlimited.Max() != 0 {
 		t.Fatalf("count %d max %d, want 1000 0", unlimited.Count("x"), unlimited.Max())
+	}
+}
+
+// TestConnGivesBackOnce: a connection marked authenticated twice and then
+// closed gives its slot back once; the other connection's slot stays
+// counted.
+func TestConnGivesBackOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Listen(ln, 0)
+	defer l.Close()
+	accept := func() *Conn {
+		t.Helper()
+		dial(t, ln.Addr().String())
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Conn)
+	}
+	first, second := accept(), accept()
+	defer second.Close()
+	if n := l.Unauthenticated().Count("127.0.0.1"); n != 2 {
+		t.Fatalf("count with two connections = %d, want 2", n)
+	}
+	first.Authenticated()
+	first.Authenticated()
+	first.Close()
+	AuthenticatedConn(first)
+	if n := l.Unauthenticated().Count("127.0.0.1"); n != 1 {
+		t.Fatalf("count after one connection gave back twice and closed = %d, want 1", n)
+	}
+	AuthenticatedConn(second)
+	if n := l.Unauthenticated().Count("127.0.0.1"); n != 0 {
+		t.Fatalf("count after both = %d, want 0", n)
 	}
 }
 
