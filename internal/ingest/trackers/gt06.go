@@ -51,10 +51,6 @@ func (p *gt06Proto) serve(ctx context.Context, c *conn) error {
 		mGT06.count(0, err)
 		return err
 	}
-	if err := c.write(gt06.Reply(m, l.opts.Now())); err != nil {
-		return err
-	}
-	c.setDevice(imei)
 	var serial atomic.Uint32
 	send := func(ctx context.Context, cmd string) (string, error) {
 		n := serial.Add(1)
@@ -64,7 +60,7 @@ func (p *gt06Proto) serve(ctx context.Context, c *conn) error {
 		}
 		return c.command(ctx, pkt)
 	}
-	l.links.add(imei, &link{
+	lk := &link{
 		c: c, protocol: p.name(),
 		raw: func(ctx context.Context, payload []byte) (string, error) {
 			if !printableASCII(payload) {
@@ -81,7 +77,10 @@ func (p *gt06Proto) serve(ctx context.Context, c *conn) error {
 			}
 			return send(ctx, GT06RelayOff)
 		},
-	})
+	}
+	if err := c.login(imei, lk, gt06.Reply(m, l.opts.Now())); err != nil {
+		return err
+	}
 	mGT06.conns.Add(1)
 	defer mGT06.conns.Add(-1)
 

@@ -226,6 +226,23 @@ func (c *conn) deadline(d time.Duration) {
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeLocked(b)
+}
+
+// login makes lk the link of device id and writes the login's answer, both
+// under the write lock: whoever learns of the login (the device from the
+// answer, a client from the device) finds the link, and a command sent
+// through it at once goes out after the answer.
+func (c *conn) login(id string, lk *link, answer []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.setDevice(id)
+	c.l.links.add(id, lk)
+	return c.writeLocked(answer)
+}
+
+// writeLocked writes b; c.wmu is held.
+func (c *conn) writeLocked(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.l.opts.WriteTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("write: %w", err)

@@ -40,11 +40,7 @@ func (p teltonikaProto) serve(ctx context.Context, c *conn) error {
 		_ = c.write([]byte{teltonika.Refuse})
 		return err
 	}
-	if err := c.write([]byte{teltonika.Accept}); err != nil {
-		return err
-	}
-	c.setDevice(imei)
-	l.links.add(imei, &link{
+	lk := &link{
 		c: c, protocol: p.name(),
 		raw: func(ctx context.Context, payload []byte) (string, error) {
 			pkt, err := teltonika.EncodeCommand(payload)
@@ -60,7 +56,10 @@ func (p teltonikaProto) serve(ctx context.Context, c *conn) error {
 			pkt, _ := teltonika.EncodeCommand([]byte("setdigout " + digout(states)))
 			return c.command(ctx, pkt)
 		},
-	})
+	}
+	if err := c.login(imei, lk, []byte{teltonika.Accept}); err != nil {
+		return err
+	}
 	mTeltonika.conns.Add(1)
 	defer mTeltonika.conns.Add(-1)
 
