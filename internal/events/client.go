@@ -568,8 +568,6 @@ func (c *Client) unsubscribe(a *Action) {
 	c.push(encodeResponse(ActionName(ActionUnsubscribe), results))
 }
 
-// lagging reports whether state events are being merged. Callers hold c.mu.
-
 func (c *Client) onState(m *bus.Message, enc *stateEncoder) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
