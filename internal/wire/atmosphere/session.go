@@ -231,8 +231,11 @@ func (s *session) take(a *attachment, max int) (out []delivery, err error) {
 		out = append(out, d)
 	}
 	s.mu.Unlock()
-	j, _ := s.app.(Journal) // the application may keep a journal
-	if j == nil || len(entries) == 0 {
+	if len(entries) == 0 {
+		return out, nil
+	}
+	j, ok := s.app.(Journal) // the application may keep a journal
+	if !ok {
 		return out, nil
 	}
 	if err := j.Deliver(first, entries, a.ack); err != nil {
