@@ -110,18 +110,21 @@ type Conn struct {
 // Authenticated marks the connection as belonging to an authenticated
 // client: it no longer counts against its address's cap. Safe to call
 // more than once and after Close.
-func (c *Conn) Authenticated() {
+func (c *Conn) Authenticated() { c.giveBack() }
+
+// Close closes the connection and gives back its slot.
+func (c *Conn) Close() error {
+	c.giveBack()
+	return c.Conn.Close()
+}
+
+// giveBack returns the connection's unauthenticated slot, once.
+func (c *Conn) giveBack() {
 	if c.held.Swap(false) {
 		// The key is worked out again rather than kept: an idle
 		// connection should hold as little as it can.
 		c.unauth.Give(AddrKey(c.RemoteAddr().String()))
 	}
-}
-
-// Close closes the connection and gives back its slot.
-func (c *Conn) Close() error {
-	c.Authenticated()
-	return c.Conn.Close()
 }
 
 // SyscallConn gives raw access to the underlying connection (a TCP
