@@ -47,8 +47,9 @@ type Conn struct {
 	deflate      bool // compress messages at least threshold long
 	closeSent    bool
 	wmu          sync.Mutex
-	threshold    int
+	threshold    int32
 	writeTimeout time.Duration
+	wdeadline    int64 // the write deadline last set, Unix nanoseconds
 	writeErr     error
 }
 

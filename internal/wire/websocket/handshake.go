@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -210,7 +211,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h http.Header
 		inflate:      compress,
 		takeover:     deflate.clientTakeover,
 		deflate:      compress,
-		threshold:    u.CompressionThreshold,
+		threshold:    int32(min(u.CompressionThreshold, math.MaxInt32)),
 		writeTimeout: u.WriteTimeout,
 	}
 	if c.readLimit <= 0 {

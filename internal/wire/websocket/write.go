@@ -154,7 +154,7 @@ func (c *Conn) compressFrom() int {
 	if !c.deflate {
 		return 0
 	}
-	return c.threshold
+	return int(c.threshold)
 }
 
 // WritePrepared writes ms in order, all their frames in one buffer and one
@@ -302,9 +302,18 @@ func (c *Conn) writable() error {
 
 // flush writes w under the write deadline. A failed write makes every
 // later write fail.
+//
+// Moving the deadline resets a runtime timer, which costs more than a
+// small write; a deadline still more than 7/8 of writeTimeout away is
+// left where it is. So a write may take between 7/8 of writeTimeout and
+// writeTimeout before it fails.
 func (c *Conn) flush(w *writeBuf) (int64, error) {
 	if c.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		d := time.Now().Add(c.writeTimeout).UnixNano()
+		if d-c.wdeadline > int64(c.writeTimeout/8) {
+			_ = c.nc.SetWriteDeadline(time.Unix(0, d))
+			c.wdeadline = d
+		}
 	}
 	n, err := w.writeTo(c.nc)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchConn is a server Conn on a real loopback TCP connection whose other
@@ -45,7 +46,8 @@ var event = []byte(`{"type":"event","event":"state","data":{"source_id":10284,"g
 	`"gsm":null,"last_update":"2026-12-01 10:00:00","battery_level":null,"inputs":[false,false],"outputs":[false],"additional":{}},"user_time":"2026-12-01 11:00:00"}`)
 
 // BenchmarkWrite writes 16 messages per op to a socket, one write per
-// message ("one") against all 16 in one write ("coalesced16").
+// message ("one"; "one_timeout" with a write timeout, as the server sets)
+// against all 16 in one write ("coalesced16").
 func BenchmarkWrite(b *testing.B) {
 	m, err := NewPreparedMessage(OpText, event)
 	if err != nil {
@@ -57,6 +59,19 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.Run("one", func(b *testing.B) {
 		c := benchConn(b, false)
+		b.SetBytes(int64(16 * len(event)))
+		for b.Loop() {
+			for i := range batch {
+				if _, err := c.WritePrepared(batch[i : i+1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(16*b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("one_timeout", func(b *testing.B) {
+		c := benchConn(b, false)
+		c.writeTimeout = 10 * time.Second
 		b.SetBytes(int64(16 * len(event)))
 		for b.Loop() {
 			for i := range batch {
