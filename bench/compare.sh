@@ -29,6 +29,7 @@ FLEET_CONNS=${FLEET_CONNS:-2000}
 FLEET_RATE=${FLEET_RATE:-2000}          # updates/s over all trackers
 FLEET_MODE=${FLEET_MODE:-state_batch}
 FLEET_TARGET=${FLEET_TARGET:-mixed}
+FLEET_CONTIGUOUS=${FLEET_CONTIGUOUS:-} # 1: each fleet's updates come in one burst a round (fwload -contiguous-fleets), as before 2026-12-03
 RATE_LIMIT=${RATE_LIMIT:-50ms}
 FW_PORT=${FW_PORT:-18080}
 FW_OSMAND_PORT=${FW_OSMAND_PORT:-15055}
@@ -110,7 +111,7 @@ scenario_args() {
 	idle) echo "-conns $IDLE_CONNS -trackers 100 -fleet-size 1 -rate 0 -mode $FLEET_MODE -target all -rate-limit $RATE_LIMIT" ;;
 	fanout-deflate) echo "-compress $(scenario_args fanout)" ;;
 	fanout) echo "-conns $FANOUT_CONNS -trackers 1 -fleet-size 1 -rate $FANOUT_RATE -duration $DURATION -mode $FANOUT_MODE -target all -rate-limit $RATE_LIMIT" ;;
-	fleet) echo "-conns $FLEET_CONNS -trackers $FLEET_TRACKERS -fleet-size $FLEET_SIZE -rate $FLEET_RATE -duration $DURATION -mode $FLEET_MODE -target $FLEET_TARGET -rate-limit $RATE_LIMIT" ;;
+	fleet) echo "-conns $FLEET_CONNS -trackers $FLEET_TRACKERS -fleet-size $FLEET_SIZE -rate $FLEET_RATE -duration $DURATION -mode $FLEET_MODE -target $FLEET_TARGET -rate-limit $RATE_LIMIT${FLEET_CONTIGUOUS:+ -contiguous-fleets}" ;;
 	*) echo "compare: unknown scenario $1" >&2; return 1 ;;
 	esac
 }

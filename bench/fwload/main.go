@@ -67,13 +67,24 @@ type Config struct {
 	Login           string        `json:"login,omitempty"`
 	Password        string        `json:"-"`
 	Compress        bool          `json:"compress,omitempty"`
+	// Contiguous puts trackers 0…FleetSize-1 in fleet 0 and so on, so
+	// that the tracker-by-tracker ingest updates one fleet in a burst and
+	// then leaves it alone for a round; by default tracker t is in fleet t
+	// mod Fleets, and every fleet's updates are spread over the round as
+	// devices report in a real fleet.
+	Contiguous bool `json:"contiguous,omitempty"`
 }
 
 // Fleets is how many fleets the trackers form.
 func (c *Config) Fleets() int { return (c.Trackers + c.FleetSize - 1) / c.FleetSize }
 
 // FleetOf is the fleet of tracker t.
-func (c *Config) FleetOf(t int) int { return t / c.FleetSize }
+func (c *Config) FleetOf(t int) int {
+	if c.Contiguous {
+		return t / c.FleetSize
+	}
+	return t % c.Fleets()
+}
 
 // ConnFleet is the fleet connection i subscribes to.
 func (c *Config) ConnFleet(i int) int { return i % c.Fleets() }
@@ -106,6 +117,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Conns, "conns", 100, fmt.Sprintf("client connections (at most %d)", maxConns))
 	fs.IntVar(&cfg.Trackers, "trackers", 100, "trackers (fleetwire) or publishing sources (centrifugo)")
 	fs.IntVar(&cfg.FleetSize, "fleet-size", 100, "trackers per fleet (user / channel); connection i follows fleet i mod fleets")
+	fs.BoolVar(&cfg.Contiguous, "contiguous-fleets", false, "fleet f holds trackers f*fleet-size… (each fleet's updates come in one burst a round); default: tracker t is in fleet t mod fleets, each fleet's updates spread over the round")
 	fs.Float64Var(&cfg.Rate, "rate", 100, "updates per second over all trackers (0: idle connections only)")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, fmt.Sprintf("how long updates are driven (at most %s)", maxDuration))
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "pause after connecting, before the idle memory reading")

@@ -113,3 +113,33 @@ func TestFramesAndMessages(t *testing.T) {
 		t.Fatalf("frames %d messages %d states %d compressed conns %d, want 2, 4, 4, 1", f, m, e, z)
 	}
 }
+
+// TestFleetOf: by default a round of the tracker-by-tracker ingest
+// updates every fleet evenly; with Contiguous a fleet's trackers are
+// updated one after another.
+func TestFleetOf(t *testing.T) {
+	for _, contiguous := range []bool{false, true} {
+		cfg := &Config{Trackers: 1000, FleetSize: 100, Contiguous: contiguous}
+		size := make([]int, cfg.Fleets())
+		burst := 0 // longest run of consecutive trackers in one fleet
+		run := 0
+		for tr := 0; tr < cfg.Trackers; tr++ {
+			f := cfg.FleetOf(tr)
+			size[f]++
+			if tr > 0 && f == cfg.FleetOf(tr-1) {
+				run++
+			} else {
+				run = 1
+			}
+			burst = max(burst, run)
+		}
+		for f, n := range size {
+			if n != 100 {
+				t.Errorf("contiguous=%v: fleet %d has %d trackers, want 100", contiguous, f, n)
+			}
+		}
+		if want := map[bool]int{false: 1, true: 100}[contiguous]; burst != want {
+			t.Errorf("contiguous=%v: %d consecutive trackers in one fleet, want %d", contiguous, burst, want)
+		}
+	}
+}
