@@ -13,29 +13,8 @@ import (
 // end reads everything and throws it away.
 func benchConn(b *testing.B, compress bool) *Conn {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(io.Discard, client)
-	}()
-	b.Cleanup(func() {
-		server.Close()
-		client.Close()
-		<-done
-	})
+	server, client := loopbackPair(b)
+	go func() { _, _ = io.Copy(io.Discard, client) }()
 	return &Conn{nc: server, rbuf: make([]byte, minReadBuffer), readLimit: defaultReadLimit,
 		deflate: compress, inflate: compress, threshold: DefaultCompressionThreshold}
 }
