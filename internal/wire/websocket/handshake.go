@@ -53,7 +53,7 @@ type Upgrader struct {
 	// (0: never).
 	IdleTimeout time.Duration
 	// WriteTimeout bounds every write, the handshake's included (0:
-	// never).
+	// never); a stalled write fails after between 7/8 of it and all of it.
 	WriteTimeout time.Duration
 	// Error answers a refused handshake; the Upgrader has set the headers
 	// the answer needs (Allow, Sec-WebSocket-Version). nil writes reason

@@ -303,9 +303,9 @@ func (c *Conn) writable() error {
 // flush writes w under the write deadline. A failed write makes every
 // later write fail.
 //
-// Moving the deadline resets a runtime timer, which costs more than a
-// small write; a deadline still more than 7/8 of writeTimeout away is
-// left where it is. So a write may take between 7/8 of writeTimeout and
+// Moving the deadline is a runtime timer update, so it is not done for
+// every write: a deadline still more than 7/8 of writeTimeout away is
+// left where it is, and a write may take between 7/8 of writeTimeout and
 // writeTimeout before it fails.
 func (c *Conn) flush(w *writeBuf) (int64, error) {
 	if c.writeTimeout > 0 {
